@@ -1,0 +1,141 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"upgrader/orchestrator"
+	"upgrader/orchestrator/profile"
+	"upgrader/state"
+	"upgrader/steps"
+)
+
+// app holds the flags every command shares and wires the packages together.
+type app struct {
+	stdin       io.Reader
+	profilePath string
+	procedure   string
+	stateDir    string
+	assume      []string
+	with        []string
+	output      string
+	yes         bool
+	code        int // exit code for a command that succeeded but must say more
+}
+
+// setup is a loaded profile, the host it describes and its facts.
+type setup struct {
+	profile profile.Profile
+	host    *steps.Host
+	facts   orchestrator.Facts
+}
+
+func (a *app) loadProfile(path string) (profile.Profile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return profile.Profile{}, usagef("site profile: %v (give one with --profile)", err)
+	}
+	abs, _ := filepath.Abs(path)
+	p, err := profile.Decode(data, filepath.Dir(abs))
+	if err != nil {
+		return p, usagef("%s: %v", path, err)
+	}
+	return p, nil
+}
+
+func (a *app) loadSetup(path string) (setup, error) {
+	p, err := a.loadProfile(path)
+	if err != nil {
+		return setup{}, err
+	}
+	assumed, err := orchestrator.ParseAssumptions(a.assume)
+	if err != nil {
+		return setup{}, usagef("%v", err)
+	}
+	h := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+	return setup{profile: p, host: h, facts: steps.GatherFacts(h).WithAssumptions(assumed)}, nil
+}
+
+func (a *app) procedureFor(p profile.Profile) (string, error) {
+	id := a.procedure
+	if id == "" {
+		id = p.Procedure
+	}
+	if id == "" {
+		return "", usagef("no procedure: give --procedure or set procedure in the profile")
+	}
+	if _, err := orchestrator.LookupProcedure(id); err != nil {
+		return "", usagef("%v", err)
+	}
+	return id, nil
+}
+
+func (a *app) buildPlan(s setup) (orchestrator.Plan, error) {
+	id, err := a.procedureFor(s.profile)
+	if err != nil {
+		return orchestrator.Plan{}, err
+	}
+	return orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: id, Facts: s.facts, Profile: s.profile,
+		Options: orchestrator.Options{With: a.with}})
+}
+
+func (a *app) openState() (*state.DB, error) {
+	db, err := state.Open(a.stateDir, time.Second)
+	if err != nil {
+		if errors.Is(err, state.ErrLocked) {
+			return nil, withCode(exitError, fmt.Errorf("%w\n(a foreground 'upgrader run' or 'resume' in another terminal holds it)", err))
+		}
+		return nil, withCode(exitError, err)
+	}
+	return db, nil
+}
+
+// logger writes the detailed log to upgrader.log in the state directory.
+func (a *app) logger() (zerolog.Logger, io.Closer, error) {
+	if err := os.MkdirAll(a.stateDir, 0o700); err != nil {
+		return zerolog.Nop(), nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(a.stateDir, "upgrader.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return zerolog.Nop(), nil, err
+	}
+	return zerolog.New(f).With().Timestamp().Logger(), f, nil
+}
+
+func (a *app) engine(db *state.DB, host *steps.Host, log zerolog.Logger, notify func(orchestrator.Notice)) *orchestrator.Engine {
+	return &orchestrator.Engine{Store: db, Steps: host, Checker: host, Log: log, Notify: notify, Failpoint: failpoint}
+}
+
+// actor names the operator for the journal.
+func actor() string {
+	uid := os.Getuid()
+	if u, err := user.LookupId(fmt.Sprint(uid)); err == nil {
+		return fmt.Sprintf("uid=%d(%s)", uid, u.Username)
+	}
+	return fmt.Sprintf("uid=%d", uid)
+}
+
+func newRunID() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// isTerminal reports whether f is an interactive terminal.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

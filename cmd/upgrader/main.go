@@ -1,0 +1,11 @@
+// Command upgrader plans, runs and resumes Avaya contact-center server
+// installs, upgrades and migrations.
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

@@ -1,0 +1,409 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Notice tells a watcher what the engine is doing; it is for display only.
+type Notice struct {
+	Kind  string // step-start, step-done, step-failed, progress, paused, state
+	Run   string
+	Step  string
+	Index int // 0-based step index
+	Total int // number of steps
+	Title string
+	Text  string
+	Done  int64 // progress
+	Of    int64 // progress total, 0 if unknown
+}
+
+// Engine carries out persisted runs. It is the thin shell around the pure
+// core: it persists, calls steps, and persists again.
+type Engine struct {
+	Store   Store
+	Steps   StepFactory
+	Checker ArtifactChecker
+	Now     func() time.Time
+	Log     zerolog.Logger
+	// Notify, if set, receives progress for display.
+	Notify func(Notice)
+	// Failpoint, if set, is called at every durable boundary of a step so
+	// crash tests can stop the process there. Points: before-intent,
+	// after-intent, after-effect, after-result.
+	Failpoint func(point, step string)
+}
+
+// ExecOptions are the operator's choices for one Execute call.
+type ExecOptions struct {
+	// Actor names who asked (e.g. "uid=0 root"); it goes in the journal.
+	Actor string
+	// Confirm answers an operator gate: the attestation and true to go on,
+	// false to leave the run waiting. Nil leaves every gate waiting.
+	Confirm func(spec StepSpec) (map[string]string, bool)
+	// Retry tries a failed step again.
+	Retry bool
+}
+
+// Outcome is where an Execute call left the run.
+type Outcome struct {
+	RunID string
+	State State
+	Step  string // the failed, waiting or last step
+	Error string // why the step failed
+}
+
+const engineActor = "engine"
+
+func (e *Engine) now() time.Time {
+	if e.Now == nil {
+		return time.Now().UTC()
+	}
+	return e.Now().UTC()
+}
+
+func (e *Engine) notify(n Notice) {
+	if e.Notify != nil {
+		e.Notify(n)
+	}
+}
+
+func (e *Engine) failpoint(point, step string) {
+	if e.Failpoint != nil {
+		e.Failpoint(point, step)
+	}
+}
+
+func (e *Engine) entry(run Run, actor, event, step, text string, fields map[string]string) JournalEntry {
+	return JournalEntry{RunID: run.ID, Time: e.now(), Actor: actor, Event: event, Step: step, Text: text, Fields: fields}
+}
+
+// Create persists a new run of plan in state planned. Plans with nothing
+// to do are refused: there is nothing to run.
+func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error) {
+	if plan.NothingToDo {
+		return Run{}, errors.New("the plan has nothing to do")
+	}
+	if plan.Fingerprint != Fingerprint(plan) {
+		return Run{}, errors.New("plan fingerprint does not match its content")
+	}
+	now := e.now()
+	run := Run{ID: runID, Plan: plan, Profile: profilePath, State: StatePlanned, CreatedAt: now, UpdatedAt: now}
+	recs := make([]StepRecord, len(plan.Steps))
+	for i, s := range plan.Steps {
+		recs[i] = StepRecord{RunID: runID, Index: i, StepID: s.ID, Status: StepPending}
+	}
+	j := e.entry(run, actor, "run.created", "", fmt.Sprintf("run of %s %s → %s created, %d steps", plan.Procedure, plan.From, plan.To, len(plan.Steps)),
+		map[string]string{"fingerprint": plan.Fingerprint, "point_of_no_return": plan.PointOfNoReturn})
+	if err := e.Store.CreateRun(Update{Run: run, Steps: recs, Journal: []JournalEntry{j}}); err != nil {
+		return Run{}, err
+	}
+	return run, nil
+}
+
+// transition moves the run through the lifecycle and commits the new state
+// together with the records and journal entry that explain it.
+func (e *Engine) transition(run *Run, ev Event, actor, text string, recs ...StepRecord) error {
+	next, err := Transition(run.State, ev)
+	if err != nil {
+		return err
+	}
+	old := run.State
+	run.State, run.UpdatedAt = next, e.now()
+	j := e.entry(*run, actor, "run."+string(ev), "", text, map[string]string{"from": string(old), "to": string(next)})
+	if err := e.Store.Commit(Update{Run: *run, Steps: recs, Journal: []JournalEntry{j}}); err != nil {
+		run.State = old
+		return err
+	}
+	e.notify(Notice{Kind: "state", Run: run.ID, Text: string(next)})
+	return nil
+}
+
+// Execute carries the run forward until it completes, fails, is blocked or
+// waits for an operator. A step found started (the process died during it)
+// is probed again, never assumed done.
+func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (Outcome, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return Outcome{RunID: runID}, err
+		}
+		run, recs, err := e.Store.LoadRun(runID)
+		if err != nil {
+			return Outcome{RunID: runID}, err
+		}
+		out := Outcome{RunID: run.ID, State: run.State}
+		switch run.State {
+		case StatePlanned:
+			err = e.transition(&run, EventPreflight, engineActor, "preflight")
+		case StatePreflight:
+			if len(run.Plan.Blockers) > 0 {
+				ids := make([]string, len(run.Plan.Blockers))
+				for i, b := range run.Plan.Blockers {
+					ids[i] = b.ID
+				}
+				run.Reason = "blocked by " + strings.Join(ids, ", ")
+				err = e.transition(&run, EventBlock, engineActor, run.Reason)
+			} else {
+				err = e.transition(&run, EventPass, engineActor, "preflight passed")
+			}
+		case StateFailed:
+			i := NextStep(recs)
+			out.Step, out.Error = stepIDAt(run, i), recordError(recs, i)
+			if !opts.Retry {
+				return out, nil
+			}
+			opts.Retry = false
+			run.Reason = ""
+			err = e.transition(&run, EventRetry, opts.Actor, "retry "+out.Step)
+		case StateWaitingOperator:
+			i := NextStep(recs)
+			out.Step = stepIDAt(run, i)
+			if opts.Confirm == nil {
+				return out, nil
+			}
+			att, ok := opts.Confirm(run.Plan.Steps[i])
+			if !ok {
+				return out, nil
+			}
+			err = e.confirm(&run, recs, i, opts.Actor, att)
+		case StateRebooting:
+			// The reboot step is probed like any step found started.
+			err = e.transition(&run, EventRebooted, engineActor, "host is back")
+		case StateRunning:
+			i := NextStep(recs)
+			if i < 0 {
+				err = e.transition(&run, EventComplete, engineActor, "every step done")
+				break
+			}
+			spec := run.Plan.Steps[i]
+			if spec.Kind == KindGate && recs[i].Confirmation == nil {
+				e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: spec.Instructions})
+				err = e.transition(&run, EventPause, engineActor, "waiting for the operator at "+spec.ID)
+				break
+			}
+			err = e.runStep(ctx, &run, recs, i)
+		default: // completed, aborted, blocked
+			i := NextStep(recs)
+			out.Step = stepIDAt(run, i)
+			out.Error = run.Reason
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+func stepIDAt(run Run, i int) string {
+	if i < 0 || i >= len(run.Plan.Steps) {
+		return ""
+	}
+	return run.Plan.Steps[i].ID
+}
+
+func recordError(recs []StepRecord, i int) string {
+	if i < 0 || i >= len(recs) {
+		return ""
+	}
+	return recs[i].Error
+}
+
+// runStep carries out one step: guards, intent, Probe, Apply, Verify,
+// result. A step failure is recorded and returns nil: the run is then in
+// state failed. Only persistence errors and cancellation are returned.
+func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int) error {
+	spec := run.Plan.Steps[i]
+	rec := recs[i]
+	resumed := rec.Status == StepStarted
+	artifacts := artifactsBefore(recs, i)
+
+	for _, name := range spec.Requires {
+		a, ok := artifacts[name]
+		if !ok {
+			return e.fail(run, rec, &StepError{Step: spec.ID, Phase: "guard",
+				Err: fmt.Errorf("%w: needs %s from an earlier verified step and none is recorded", ErrGuard, name)})
+		}
+		if err := e.Checker.Recheck(ctx, name, a); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return e.fail(run, rec, &StepError{Step: spec.ID, Phase: "guard", Err: fmt.Errorf("%w: %s: %w", ErrGuard, name, err)})
+		}
+	}
+
+	e.failpoint("before-intent", spec.ID)
+	rec.Status, rec.Attempts, rec.StartedAt, rec.Error = StepStarted, rec.Attempts+1, e.now(), ""
+	event, text := "step.start", fmt.Sprintf("start %s (attempt %d)", spec.ID, rec.Attempts)
+	if resumed {
+		event, text = "step.resume", fmt.Sprintf("found %s started by an earlier process: probing it (attempt %d)", spec.ID, rec.Attempts)
+	}
+	j := e.entry(*run, engineActor, event, spec.ID, text, map[string]string{
+		"attempt": fmt.Sprint(rec.Attempts), "fingerprint": run.Plan.Fingerprint})
+	run.UpdatedAt = e.now()
+	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
+		return err
+	}
+	e.failpoint("after-intent", spec.ID)
+	e.notify(Notice{Kind: "step-start", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
+
+	impl, err := e.Steps.Build(spec)
+	if err != nil {
+		return e.fail(run, rec, &StepError{Step: spec.ID, Phase: "build", Err: err})
+	}
+	sc := StepContext{
+		RunID: run.ID, Spec: spec, Artifacts: artifacts, Confirmation: rec.Confirmation,
+		Log: e.Log.With().Str("run", run.ID).Str("step", spec.ID).Logger(),
+		Progress: func(label string, done, total int64) {
+			e.notify(Notice{Kind: "progress", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: label, Done: done, Of: total})
+		},
+	}
+	inPlace, err := impl.Probe(ctx, sc)
+	if err != nil {
+		return e.failOrCancel(ctx, run, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
+	}
+	if !inPlace {
+		if err := impl.Apply(ctx, sc); err != nil {
+			return e.failOrCancel(ctx, run, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
+		}
+	}
+	e.failpoint("after-effect", spec.ID)
+	out, err := impl.Verify(ctx, sc)
+	if err != nil {
+		return e.failOrCancel(ctx, run, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
+	}
+
+	rec.Status, rec.FinishedAt, rec.Outputs, rec.AlreadyInPlace = StepDone, e.now(), out, inPlace
+	text = "done " + spec.ID
+	if inPlace {
+		text += " (already in place)"
+	}
+	fields := map[string]string{"attempt": fmt.Sprint(rec.Attempts)}
+	for name, a := range out.Artifacts {
+		fields["artifact."+name] = fmt.Sprintf("%s sha256:%s size:%d", a.Path, a.SHA256, a.Size)
+	}
+	for k, v := range out.Values {
+		fields[k] = v
+	}
+	run.UpdatedAt = e.now()
+	j = e.entry(*run, engineActor, "step.done", spec.ID, text, fields)
+	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
+		return err
+	}
+	e.failpoint("after-result", spec.ID)
+	e.notify(Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
+	return nil
+}
+
+// failOrCancel leaves a cancelled step as started, to be probed on the next
+// Execute, the same as after a crash; any other error fails the step.
+func (e *Engine) failOrCancel(ctx context.Context, run *Run, rec StepRecord, serr *StepError) error {
+	if ctx.Err() != nil {
+		e.Log.Warn().Str("step", serr.Step).Msg("interrupted: the step will be probed when the run resumes")
+		return ctx.Err()
+	}
+	return e.fail(run, rec, serr)
+}
+
+func (e *Engine) fail(run *Run, rec StepRecord, serr *StepError) error {
+	rec.Status, rec.FinishedAt, rec.Error = StepFailed, e.now(), serr.Error()
+	run.Reason = serr.Error()
+	e.notify(Notice{Kind: "step-failed", Run: run.ID, Step: rec.StepID, Index: rec.Index, Title: serr.Phase, Text: serr.Error()})
+	return e.transition(run, EventFail, engineActor, "step "+serr.Error(), rec)
+}
+
+func (e *Engine) confirm(run *Run, recs []StepRecord, i int, actor string, att map[string]string) error {
+	rec := recs[i]
+	rec.Confirmation = &Confirmation{Actor: actor, At: e.now(), Attestation: att}
+	return e.transition(run, EventConfirm, actor, "operator confirmed "+rec.StepID, rec)
+}
+
+// Confirm records an operator's confirmation of the gate the run waits at.
+func (e *Engine) Confirm(runID, stepID, actor string, att map[string]string) error {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return err
+	}
+	i := NextStep(recs)
+	if run.State != StateWaitingOperator || stepID != stepIDAt(run, i) {
+		return fmt.Errorf("%w: run %s is %s, not waiting at %s", ErrTransition, run.ID, run.State, stepID)
+	}
+	return e.confirm(&run, recs, i, actor, att)
+}
+
+// Skip marks the failed or waiting step as skipped, if its policy allows,
+// and lets the run go on. The reason is required and journaled.
+func (e *Engine) Skip(runID, stepID, actor, reason string) error {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return err
+	}
+	i := NextStep(recs)
+	if i < 0 || run.Plan.Steps[i].ID != stepID || (run.State != StateFailed && run.State != StateWaitingOperator) {
+		return fmt.Errorf("%w: only the failed or waiting step can be skipped; run %s is %s", ErrTransition, run.ID, run.State)
+	}
+	spec := run.Plan.Steps[i]
+	if spec.Skip != SkipWithReason {
+		return fmt.Errorf("%w: %s is a safety step (skip policy %s)", ErrSkipNotAllowed, spec.ID, spec.Skip)
+	}
+	if strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("%w: skipping %s needs a reason", ErrSkipNotAllowed, spec.ID)
+	}
+	rec := recs[i]
+	rec.Status, rec.SkipReason, rec.FinishedAt = StepSkipped, reason, e.now()
+	run.Reason = ""
+	return e.transition(&run, EventSkip, actor, fmt.Sprintf("skipped %s: %s", spec.ID, reason), rec)
+}
+
+// Abort stops the run for good. It is refused once an irreversible step has
+// started: there is no way back from there but forward.
+func (e *Engine) Abort(runID, actor, reason string) error {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return err
+	}
+	if past, step := PastPointOfNoReturn(run.Plan, recs); past {
+		return fmt.Errorf("%w: %s has started and cannot be undone; finish the run (upgrader resume)", ErrPastPointOfNoReturn, step)
+	}
+	run.Reason = "aborted: " + reason
+	return e.transition(&run, EventAbort, actor, run.Reason)
+}
+
+// Replan replaces a run's plan after the engineer asked for it explicitly
+// (the binary, catalog or profile changed). Steps already started or done
+// must stay where they are in the new plan; their records are kept.
+func (e *Engine) Replan(runID string, plan Plan, actor string) error {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return err
+	}
+	if run.State.Terminal() {
+		return fmt.Errorf("%w: run %s is %s", ErrTransition, run.ID, run.State)
+	}
+	if plan.NothingToDo || len(plan.Blockers) > 0 {
+		return errors.New("the new plan has blockers or nothing to do: it cannot replace a run in progress")
+	}
+	next := make([]StepRecord, len(plan.Steps))
+	for i, s := range plan.Steps {
+		next[i] = StepRecord{RunID: run.ID, Index: i, StepID: s.ID, Status: StepPending}
+	}
+	for i, r := range recs {
+		if r.Status == StepPending {
+			continue
+		}
+		if i >= len(plan.Steps) || plan.Steps[i].ID != r.StepID {
+			return fmt.Errorf("step %s is %s but is not step %d of the new plan: finish or abort this run instead", r.StepID, r.Status, i+1)
+		}
+		next[i] = r
+	}
+	diff := DiffPlans(run.Plan, plan)
+	old := run.Plan.Fingerprint
+	run.Plan, run.UpdatedAt = plan, e.now()
+	j := e.entry(run, actor, "run.replanned", "", "plan replaced: "+strings.Join(diff, "; "),
+		map[string]string{"from": old, "to": plan.Fingerprint})
+	return e.Store.Commit(Update{Run: run, Steps: next, Journal: []JournalEntry{j}, ReplaceSteps: true})
+}

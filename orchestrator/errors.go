@@ -1,0 +1,38 @@
+package orchestrator
+
+import "errors"
+
+// Sentinel errors callers branch on. Wrap them with %w and context.
+var (
+	// ErrNoActiveRun means the state holds no run that can be resumed.
+	ErrNoActiveRun = errors.New("no active run")
+	// ErrActiveRun means a new run was requested while another is active.
+	ErrActiveRun = errors.New("another run is active")
+	// ErrRunNotFound means the run id is not in the state.
+	ErrRunNotFound = errors.New("run not found")
+	// ErrFingerprintMismatch means the plan rebuilt today differs from the
+	// plan the run was started with.
+	ErrFingerprintMismatch = errors.New("plan fingerprint does not match the run")
+	// ErrPastPointOfNoReturn means an irreversible step has started.
+	ErrPastPointOfNoReturn = errors.New("past the point of no return")
+	// ErrSkipNotAllowed means the step's skip policy forbids skipping it.
+	ErrSkipNotAllowed = errors.New("step may not be skipped")
+	// ErrTransition means the lifecycle does not allow the requested event
+	// in the run's current state.
+	ErrTransition = errors.New("transition not allowed")
+	// ErrUnknownProcedure means the procedure id is not in the catalog.
+	ErrUnknownProcedure = errors.New("unknown procedure")
+	// ErrGuard means a step's required artifact is missing or changed.
+	ErrGuard = errors.New("step guard failed")
+)
+
+// StepError says which step failed and in which phase; the engine records
+// it on the step and in the journal.
+type StepError struct {
+	Step  string // step id
+	Phase string // guard, probe, apply, verify
+	Err   error
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Phase + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }

@@ -1,0 +1,122 @@
+package orchestrator
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Fact is one thing known about the host, with where it came from.
+type Fact struct {
+	Value  string `json:"value"`
+	Source string `json:"source"`
+	// Assumed marks a value given with --assume instead of read from the host.
+	Assumed bool `json:"assumed,omitempty"`
+}
+
+// Facts maps fact keys (see FactKeys) to values. JSON encoding sorts the
+// keys, so a Facts value hashes the same way every time.
+type Facts map[string]Fact
+
+// Get returns a fact's value and whether it is known.
+func (f Facts) Get(key string) (string, bool) {
+	v, ok := f[key]
+	return v.Value, ok
+}
+
+// Fact keys the catalog reads. Each can be overridden with --assume.
+const (
+	FactPOMVersion  = "pom.version"      // installed POM version
+	FactEPVersion   = "ep.version"       // Experience Portal version
+	FactEPMPPPatch  = "ep.mpp_patch"     // newest MPP patch installed on EP
+	FactPCVersion   = "pc.version"       // installed PC dialer version
+	FactHostModel   = "host.model"       // DMI product name
+	FactHostName    = "host.name"        // host name
+	FactComponents  = "components"       // comma list of installed optional components
+	FactMediaSize   = "media.iso.size"   // ISO size in bytes, -1 when absent
+	FactMediaSigned = "media.iso.signed" // "true" when .sha256.crt and .sha256.sig are present
+)
+
+// factKinds says how each known key's value is checked.
+var factKinds = map[string]string{
+	FactPOMVersion:  "version",
+	FactEPVersion:   "version",
+	FactEPMPPPatch:  "version",
+	FactPCVersion:   "version",
+	FactHostModel:   "text",
+	FactHostName:    "text",
+	FactComponents:  "list",
+	FactMediaSize:   "int",
+	FactMediaSigned: "bool",
+}
+
+// FactKeys lists every key --assume accepts, sorted.
+func FactKeys() []string {
+	keys := make([]string, 0, len(factKinds))
+	for k := range factKinds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ParseAssumptions checks "key=value" overrides and returns them as a map.
+func ParseAssumptions(args []string) (map[string]string, error) {
+	out := make(map[string]string, len(args))
+	for _, a := range args {
+		key, value, ok := strings.Cut(a, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("--assume %q: expected key=value, e.g. pom.version=3.1.0", a)
+		}
+		kind, known := factKinds[key]
+		if !known {
+			return nil, fmt.Errorf("--assume %q: unknown fact %q; known facts: %s", a, key, strings.Join(FactKeys(), ", "))
+		}
+		if err := checkFactValue(kind, value); err != nil {
+			return nil, fmt.Errorf("--assume %q: %w", a, err)
+		}
+		out[key] = value
+	}
+	return out, nil
+}
+
+func checkFactValue(kind, value string) error {
+	switch kind {
+	case "version":
+		_, err := ParseVersion(value)
+		return err
+	case "int":
+		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
+			return fmt.Errorf("%q is not a whole number", value)
+		}
+	case "bool":
+		if _, err := strconv.ParseBool(value); err != nil {
+			return fmt.Errorf("%q is not true or false", value)
+		}
+	case "list":
+		for _, item := range strings.Split(value, ",") {
+			if strings.TrimSpace(item) == "" && value != "" {
+				return fmt.Errorf("%q has an empty item", value)
+			}
+		}
+	case "text":
+		if strings.ContainsAny(value, "\x00\n") {
+			return fmt.Errorf("value contains a NUL or newline")
+		}
+	}
+	return nil
+}
+
+// WithAssumptions returns a copy of f with the overrides applied and marked.
+func (f Facts) WithAssumptions(assume map[string]string) Facts {
+	out := make(Facts, len(f)+len(assume))
+	for k, v := range f {
+		out[k] = v
+	}
+	for k, v := range assume {
+		out[k] = Fact{Value: v, Source: "--assume", Assumed: true}
+	}
+	return out
+}

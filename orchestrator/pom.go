@@ -1,0 +1,251 @@
+package orchestrator
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// POM 3.1.1 SP1 release facts (DOMAIN.md §2).
+var (
+	pomSP1Target   = MustParseVersion("POM.03.01.01.01.00.003")
+	pomSP1Release  = MustParseVersion("3.1.1 SP1")
+	ep720          = MustParseVersion("7.2")
+	ep721          = MustParseVersion("7.2.1")
+	ep720MPPPatch  = MustParseVersion("7.2.0.0.1202")
+	ep721MPPPatch  = MustParseVersion("7.2.1.0.0622")
+	pomSP1ISOName  = "POM.03.01.01.01.00.003-r35434-x86_64.iso"
+	pomSP1ISOSize  = int64(288784384)
+	pomReleaseNote = "POM 3.1.1 SP1 Release Notes"
+)
+
+// The two MPP parameters EP 7.2 sites set when they stay on 7.2.
+const (
+	MPPRuntimeSizeParam = "ccxml.jsi.runtimesize"
+	MPPRuntimeSize      = "33554432"
+	MPPContextSizeParam = "ccxml.jsi.contextsize"
+	MPPContextSize      = "262144"
+)
+
+func pomRef(section string) []Ref {
+	return []Ref{{ReleaseNotes: pomReleaseNote, Section: section}}
+}
+
+func pomUpgrade() Procedure {
+	return Procedure{
+		ID:      "pom-3.1.1-sp1-upgrade",
+		Title:   "Upgrade Proactive Outreach Manager 3.1.1 to 3.1.1 SP1",
+		Product: "POM",
+		build:   buildPOMUpgrade,
+	}
+}
+
+func buildPOMUpgrade(in PlanInput, p *Plan) {
+	prof := in.Profile
+	p.To = pomSP1Target.String()
+
+	raw, ok := in.Facts.Get(FactPOMVersion)
+	if !ok || raw == "" {
+		p.From = "unknown"
+		p.Blockers = append(p.Blockers, Finding{ID: "pom-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: "cannot read the installed POM version: check pom.version in the site profile, or say it with --assume pom.version=X"})
+		return
+	}
+	from, err := ParseVersion(raw)
+	if err != nil {
+		p.From = raw
+		p.Blockers = append(p.Blockers, Finding{ID: "pom-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: fmt.Sprintf("installed POM version %q is not a version upgrader knows: %v", raw, err)})
+		return
+	}
+	p.From = from.String()
+	switch {
+	case from.Compare(pomSP1Release) >= 0:
+		p.NothingToDo = true
+		p.Notes = append(p.Notes, Finding{ID: "pom-already-at-target", Severity: SeverityNote, Skip: SkipNever,
+			Message: fmt.Sprintf("POM %s is installed: already at 3.1.1 SP1 or later, nothing to do", from)})
+		return
+	case !isPOM311GA(from):
+		p.Blockers = append(p.Blockers, Finding{ID: "pom-upgrade-from-3.1.1-only", Severity: SeverityBlocker, Skip: SkipNever,
+			Refs:    pomRef("Upgrading to release POM 3.1.1 SP1"),
+			Message: fmt.Sprintf("POM %s is installed; upgrade to 3.1.1 SP1 is allowed only from POM 3.1.1: upgrade to 3.1.1 first", from)})
+		return
+	}
+
+	pomEPFindings(in, p)
+	pomMediaFindings(in, p)
+	p.Warnings = append(p.Warnings, Finding{ID: "OUTREACH-11880", Severity: SeverityWarning, Skip: SkipWithReason,
+		Refs:    pomRef("Known issues and workarounds"),
+		Message: "POM 3.1.1 raises no DB alarm when the database reaches its maximum connections: watch connection use during the upgrade"})
+	p.Notes = append(p.Notes, Finding{ID: "iso-name-typo", Severity: SeverityNote, Skip: SkipNever,
+		Refs:    pomRef("Upgrading to release POM 3.1.1 SP1"),
+		Message: "the release notes' upgrade section names POM.03.01.01.00.004-r35452-x86_64.iso, a typo: upgrader uses the file list's " + pomSP1ISOName})
+
+	isoPath := path.Join(prof.Media.Dir, prof.Media.ISO)
+	p.Steps = append(p.Steps, StepSpec{
+		ID: "verify-media", Title: "Verify the SP1 ISO (SHA-256 and signature)", Kind: KindAuto, Action: "verify-media",
+		Skip: SkipNever, Reason: "the installer must only run from media proven intact",
+		Refs: pomRef("File list – Proactive Outreach Manager 3.1.1 SP1 Software"), Produces: []string{"media"},
+		Params: map[string]string{"iso": isoPath, "sha256": prof.Media.SHA256, "size": strconv.FormatInt(expectedISOSize(in), 10)},
+	})
+	p.Steps = append(p.Steps, StepSpec{
+		ID: "backup-db", Title: "Back up the POM database", Kind: KindAuto, Action: "backup-db",
+		Skip: SkipNever, Reason: "the upgrade changes the database schema and cannot be rolled back",
+		Refs: pomRef("Backing up the software"), Produces: []string{"db-backup"},
+		Params: map[string]string{"database": prof.DB.Name, "backup_dir": prof.DB.BackupDir},
+	})
+	if needsMPPConfig(in) {
+		for _, m := range prof.MPPs {
+			p.Steps = append(p.Steps, StepSpec{
+				ID: "mpp-config-" + m.Name, Title: "Set ccxml.jsi sizes in mppconfig.xml on MPP " + m.Name,
+				Kind: KindAuto, Action: "mpp-config", Skip: SkipWithReason,
+				Reason: "POM 3.1.x on EP 7.2 that stays on 7.2 needs both parameters on every MPP",
+				Refs:   pomRef("Required patches"),
+				Params: map[string]string{"mpp": m.Name, "config": m.Config,
+					MPPRuntimeSizeParam: MPPRuntimeSize, MPPContextSizeParam: MPPContextSize},
+			})
+		}
+	}
+	services := strings.Join(prof.POM.Services, ",")
+	p.Steps = append(p.Steps, StepSpec{
+		ID: "stop-services", Title: "Stop POM services (" + services + ")", Kind: KindAuto, Action: "service-stop",
+		Skip: SkipNever, Downtime: true, Reason: "the installer needs the services stopped",
+		Params: map[string]string{"services": services},
+	})
+	p.Steps = append(p.Steps, StepSpec{
+		ID: "upgrade-pom", Title: "Run the POM 3.1.1 SP1 installer", Kind: KindAuto, Action: "vendor-install",
+		Skip: SkipNever, Irreversible: true, Downtime: true,
+		Reason:   "the upgrade itself; restoring the previous version is not supported",
+		Refs:     pomRef("Restoring software to previous version"),
+		Requires: []string{"media", "db-backup"},
+		Params:   map[string]string{"iso": isoPath, "target": pomSP1Target.String()},
+		Notes:    []string{"no rollback: from here on the way back is a restore of the backup onto a reinstalled POM 3.1.1"},
+	})
+	p.Steps = append(p.Steps, StepSpec{
+		ID: "start-services", Title: "Start POM services (" + services + ")", Kind: KindAuto, Action: "service-start",
+		Skip: SkipNever, Downtime: true, Reason: "bring POM back into service",
+		Params: map[string]string{"services": services},
+	})
+	p.Steps = append(p.Steps, StepSpec{
+		ID: "enable-dnc-import", Title: "Enable \"Record successful DNC Import\" if the site needs it", Kind: KindGate,
+		Action: "gate", Skip: SkipWithReason,
+		Reason: "SP1 separates DNC import recording from contact import recording; the new checkbox is off by default",
+		Refs:   pomRef("Option to record successful DNC import separate from the contact list import"),
+		Instructions: "In POM Global Configurations, tick \"Record successful DNC Import\" if the site recorded DNC imports " +
+			"before the upgrade (\"Record successful import\" keeps working as it did). Confirm when done or not needed.",
+	})
+}
+
+// isPOM311GA reports whether v is a POM 3.1.1 GA build (no service pack).
+func isPOM311GA(v Version) bool {
+	ok, err := v.Satisfies("=3.1.1")
+	return err == nil && ok && v.ServicePack() == 0
+}
+
+func pomEPFindings(in PlanInput, p *Plan) {
+	raw, ok := in.Facts.Get(FactEPVersion)
+	if !ok || raw == "" {
+		p.Warnings = append(p.Warnings, Finding{ID: "ep-version-unknown", Severity: SeverityWarning, Skip: SkipWithReason,
+			Refs:    pomRef("Required patches"),
+			Message: "Experience Portal version unknown: set ep.version in the profile; EP 7.2 and 7.2.1 need MPP patches"})
+		return
+	}
+	ep, err := ParseVersion(raw)
+	if err != nil {
+		p.Blockers = append(p.Blockers, Finding{ID: "ep-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: fmt.Sprintf("Experience Portal version %q: %v", raw, err)})
+		return
+	}
+	var need Version
+	var download string
+	switch {
+	case ep.Compare(ep721) >= 0 && ok721(ep):
+		need, download = ep721MPPPatch, "AAEP0000104"
+	case ep.Compare(ep720) >= 0 && ep.Compare(ep721) < 0:
+		need, download = ep720MPPPatch, "AAEP0000077"
+	default:
+		p.Warnings = append(p.Warnings, Finding{ID: "ep-version-not-covered", Severity: SeverityWarning, Skip: SkipWithReason,
+			Refs:    pomRef("Product compatibility"),
+			Message: fmt.Sprintf("Experience Portal %s is not covered by the release notes (7.2, 7.2.1): check the compatibility matrix", ep)})
+		return
+	}
+	patchRaw, _ := in.Facts.Get(FactEPMPPPatch)
+	patch, perr := ParseVersion(patchRaw)
+	if patchRaw == "" || perr != nil || patch.Compare(need) < 0 {
+		have := "none recorded"
+		if patchRaw != "" {
+			have = patchRaw
+		}
+		p.Blockers = append(p.Blockers, Finding{ID: "ep-mpp-patch-missing", Severity: SeverityBlocker, Skip: SkipNever,
+			Refs: pomRef("Required patches"),
+			Message: fmt.Sprintf("Experience Portal %s needs MPP patch %s.tar.gz (download ID %s) on every MPP; installed: %s. "+
+				"Install the patch, then record it as ep.mpp_patch in the profile", ep, need, download, have)})
+	}
+	if ep.Compare(ep721) < 0 {
+		for _, k := range []struct{ id, what string }{
+			{"EXPPORTAL-1960", "EP 7.2.0 MPP cannot clamp DTMF out of band unidirectionally"},
+			{"EXPPORTAL-1701", "EP 7.2.0 MPP lacks VXML senddigit in a CCXML conference"},
+		} {
+			p.Warnings = append(p.Warnings, Finding{ID: k.id, Severity: SeverityWarning, Skip: SkipWithReason,
+				Refs: pomRef("Known issues and workarounds"), Message: k.what + ": workaround, upgrade to EP 7.2.1 with the latest patch"})
+		}
+	}
+}
+
+// ok721 keeps 7.2.1 and later 7.2.x; EP 7.3 and beyond are not covered.
+func ok721(ep Version) bool { return ep.Major() == 7 && ep.Minor() == 2 }
+
+// needsMPPConfig: POM 3.1.x on EP 7.2 staying on 7.2 sets the jsi sizes.
+func needsMPPConfig(in PlanInput) bool {
+	raw, _ := in.Facts.Get(FactEPVersion)
+	ep, err := ParseVersion(raw)
+	if err != nil {
+		return false
+	}
+	return ep.Compare(ep720) >= 0 && ep.Compare(ep721) < 0 && !in.Profile.EP.MovingTo721
+}
+
+func expectedISOSize(in PlanInput) int64 {
+	if in.Profile.Media.Size > 0 {
+		return in.Profile.Media.Size
+	}
+	if in.Profile.Media.ISO == pomSP1ISOName {
+		return pomSP1ISOSize
+	}
+	return 0
+}
+
+func pomMediaFindings(in PlanInput, p *Plan) {
+	prof := in.Profile
+	if prof.Media.ISO == "" || prof.Media.Dir == "" {
+		p.Blockers = append(p.Blockers, Finding{ID: "media-not-configured", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: "media.dir and media.iso are not set in the site profile: say where the SP1 ISO is"})
+		return
+	}
+	if prof.Media.ISO != pomSP1ISOName {
+		p.Warnings = append(p.Warnings, Finding{ID: "media-name", Severity: SeverityWarning, Skip: SkipWithReason,
+			Refs:    pomRef("File list – Proactive Outreach Manager 3.1.1 SP1 Software"),
+			Message: fmt.Sprintf("media.iso is %s; the file list names %s", prof.Media.ISO, pomSP1ISOName)})
+	}
+	if prof.Media.SHA256 == "" {
+		p.Blockers = append(p.Blockers, Finding{ID: "media-sum-missing", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: "no published SHA-256 for the ISO: copy it from the support site into media.sha256 in the profile"})
+	}
+	iso := path.Join(prof.Media.Dir, prof.Media.ISO)
+	sizeRaw, _ := in.Facts.Get(FactMediaSize)
+	size, err := strconv.ParseInt(sizeRaw, 10, 64)
+	want := expectedISOSize(in)
+	switch {
+	case err != nil || size < 0:
+		p.Blockers = append(p.Blockers, Finding{ID: "media-missing", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: fmt.Sprintf("%s not found: copy the SP1 ISO there (binary mode) before the window", iso)})
+	case want > 0 && size != want:
+		p.Blockers = append(p.Blockers, Finding{ID: "media-size", Severity: SeverityBlocker, Skip: SkipNever,
+			Message: fmt.Sprintf("%s is %d bytes, the file list says %d: the copy is incomplete or not this release; download it again", iso, size, want)})
+	}
+	if signed, _ := in.Facts.Get(FactMediaSigned); signed != "true" && err == nil && size >= 0 {
+		p.Warnings = append(p.Warnings, Finding{ID: "media-signature-files", Severity: SeverityWarning, Skip: SkipNever,
+			Message: fmt.Sprintf("%s.sha256.crt or .sha256.sig is missing next to the ISO: verify-media will fail until both are there", iso)})
+	}
+}

@@ -1,0 +1,188 @@
+// Package profile decodes and checks a site profile: the YAML file that says
+// where a site's products live and how to read and drive them.
+package profile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Profile is a site profile. Every absolute path in it lives under Root,
+// which is "/" on a real server and a directory on a simulated host.
+type Profile struct {
+	Site      string `yaml:"site" json:"site"`
+	Procedure string `yaml:"procedure" json:"procedure"`
+	Root      string `yaml:"root" json:"root"`
+	// ServiceCommand is the argv prefix that controls services:
+	// ServiceCommand + [name, start|stop|status].
+	ServiceCommand []string `yaml:"service_command" json:"service_command"`
+	POM            POM      `yaml:"pom" json:"pom"`
+	EP             EP       `yaml:"ep" json:"ep"`
+	MPPs           []MPP    `yaml:"mpps" json:"mpps"`
+	Media          Media    `yaml:"media" json:"media"`
+	DB             DB       `yaml:"db" json:"db"`
+}
+
+// POM says where Proactive Outreach Manager lives and how to upgrade it.
+type POM struct {
+	Home     string        `yaml:"home" json:"home"`
+	Version  VersionSource `yaml:"version" json:"version"`
+	Services []string      `yaml:"services" json:"services"`
+	// Installer is the vendor installer's argv; "{iso}" is replaced by the
+	// ISO's path.
+	Installer []string `yaml:"installer" json:"installer"`
+}
+
+// VersionSource reads an installed version from a file: the first match of
+// Pattern's first group.
+type VersionSource struct {
+	File    string `yaml:"file" json:"file"`
+	Pattern string `yaml:"pattern" json:"pattern"`
+}
+
+// EP describes the Experience Portal the POM runs on.
+type EP struct {
+	Version  string `yaml:"version" json:"version"`
+	MPPPatch string `yaml:"mpp_patch" json:"mpp_patch"`
+	// MovingTo721 says the site will upgrade EP 7.2 to 7.2.1, which makes
+	// the mppconfig.xml change unnecessary.
+	MovingTo721 bool `yaml:"moving_to_7_2_1" json:"moving_to_7_2_1"`
+}
+
+// MPP is one Media Processing Platform and its configuration file.
+type MPP struct {
+	Name   string `yaml:"name" json:"name"`
+	Host   string `yaml:"host" json:"host"`
+	Config string `yaml:"config" json:"config"`
+}
+
+// Media locates the installation media and what proves it.
+type Media struct {
+	Dir string `yaml:"dir" json:"dir"`
+	ISO string `yaml:"iso" json:"iso"`
+	// SHA256 is the published sum; Size overrides the catalog's file list.
+	SHA256 string `yaml:"sha256" json:"sha256"`
+	Size   int64  `yaml:"size" json:"size"`
+	// TrustAnchor is a PEM file the signing certificate must chain to;
+	// PinSHA256 is the certificate's expected SHA-256 fingerprint.
+	TrustAnchor string `yaml:"trust_anchor" json:"trust_anchor"`
+	PinSHA256   string `yaml:"pin_sha256" json:"pin_sha256"`
+}
+
+// DB is the POM database and where its backup goes. The password is read
+// from PasswordFile (a pgpass file) and never appears in the profile.
+type DB struct {
+	Kind         string `yaml:"kind" json:"kind"`
+	Host         string `yaml:"host" json:"host"`
+	Port         int    `yaml:"port" json:"port"`
+	Name         string `yaml:"name" json:"name"`
+	User         string `yaml:"user" json:"user"`
+	PasswordFile string `yaml:"password_file" json:"password_file"`
+	BackupDir    string `yaml:"backup_dir" json:"backup_dir"`
+	// DumpCommand is the pg_dump binary to use.
+	DumpCommand string `yaml:"dump_command" json:"dump_command"`
+}
+
+// Decode reads a profile strictly: unknown keys and bad values are errors
+// that name the line. A relative Root is taken relative to baseDir, the
+// directory the profile file is in.
+func Decode(data []byte, baseDir string) (Profile, error) {
+	var p Profile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		if errors.Is(err, io.EOF) {
+			return p, errors.New("profile is empty")
+		}
+		return p, fmt.Errorf("profile: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if p.Root == "" {
+		p.Root = "/"
+	}
+	if !filepath.IsAbs(p.Root) {
+		p.Root = filepath.Join(baseDir, p.Root)
+	}
+	p.Root = filepath.Clean(p.Root)
+	return p, p.validate()
+}
+
+func (p Profile) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("profile: "+format, a...)) }
+	for _, f := range []struct{ name, path string }{
+		{"pom.home", p.POM.Home}, {"pom.version.file", p.POM.Version.File}, {"media.dir", p.Media.Dir},
+		{"db.backup_dir", p.DB.BackupDir}, {"db.password_file", p.DB.PasswordFile},
+	} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			bad("%s %q must be an absolute path", f.name, f.path)
+		}
+	}
+	if p.POM.Version.Pattern != "" {
+		re, err := regexp.Compile(p.POM.Version.Pattern)
+		if err != nil {
+			bad("pom.version.pattern: %v", err)
+		} else if re.NumSubexp() != 1 {
+			bad("pom.version.pattern must have exactly one group (the version), has %d", re.NumSubexp())
+		}
+	}
+	if p.Media.ISO != "" && (strings.ContainsRune(p.Media.ISO, '/') || p.Media.ISO == ".." || p.Media.ISO == ".") {
+		bad("media.iso %q must be a file name inside media.dir", p.Media.ISO)
+	}
+	if s := p.Media.SHA256; s != "" {
+		if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
+			bad("media.sha256 must be 64 hex digits")
+		}
+	}
+	for i, m := range p.MPPs {
+		if m.Name == "" || m.Config == "" {
+			bad("mpps[%d] needs a name and a config path", i)
+		}
+	}
+	for _, c := range [][]string{p.ServiceCommand, p.POM.Installer} {
+		if len(c) > 0 && !filepath.IsAbs(c[0]) {
+			bad("command %q must start with an absolute path (no shell, no PATH lookup)", c[0])
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Path maps a path from the profile onto the host under Root.
+func (p Profile) Path(path string) string {
+	if path == "" {
+		return ""
+	}
+	return filepath.Join(p.Root, filepath.Clean("/"+path))
+}
+
+// Command maps a command's argv onto the host: argv[0] lives under Root.
+func (p Profile) Command(argv []string) []string {
+	if len(argv) == 0 {
+		return nil
+	}
+	out := append([]string{p.Path(argv[0])}, argv[1:]...)
+	return out
+}
+
+// ISOPath is where the installation ISO is expected.
+func (p Profile) ISOPath() string { return filepath.Join(p.Path(p.Media.Dir), p.Media.ISO) }
+
+// Digest is a stable hash of the decoded profile; it enters the plan
+// fingerprint so a changed profile is noticed on resume.
+func (p Profile) Digest() string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // plain struct of strings: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,130 @@
+package orchestrator
+
+import "time"
+
+// Run is a persisted execution of one plan.
+type Run struct {
+	ID   string `json:"id"`
+	Plan Plan   `json:"plan"`
+	// Profile is the site profile's path, so resume can find it again.
+	Profile   string    `json:"profile"`
+	State     State     `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Reason says why the run is blocked, failed or aborted.
+	Reason string `json:"reason,omitempty"`
+}
+
+// StepStatus is where one step of a run stands.
+type StepStatus string
+
+const (
+	StepPending StepStatus = "pending" // not reached
+	StepStarted StepStatus = "started" // intent recorded; effect may be partial
+	StepDone    StepStatus = "done"    // verified
+	StepFailed  StepStatus = "failed"  // last attempt failed
+	StepSkipped StepStatus = "skipped" // skipped by an operator, with a reason
+)
+
+// StepRecord is the persisted progress of one step of a run.
+type StepRecord struct {
+	RunID      string     `json:"run_id"`
+	Index      int        `json:"index"`
+	StepID     string     `json:"step_id"`
+	Status     StepStatus `json:"status"`
+	Attempts   int        `json:"attempts"`
+	StartedAt  time.Time  `json:"started_at,omitzero"`
+	FinishedAt time.Time  `json:"finished_at,omitzero"`
+	// AlreadyInPlace is true when Probe found the effect done and Apply
+	// did not run on the last attempt.
+	AlreadyInPlace bool          `json:"already_in_place,omitempty"`
+	Outputs        Outputs       `json:"outputs"`
+	Error          string        `json:"error,omitempty"`
+	SkipReason     string        `json:"skip_reason,omitempty"`
+	Confirmation   *Confirmation `json:"confirmation,omitempty"`
+}
+
+// Confirmation is an operator's answer at a gate.
+type Confirmation struct {
+	Actor       string            `json:"actor"`
+	At          time.Time         `json:"at"`
+	Attestation map[string]string `json:"attestation,omitempty"`
+}
+
+// JournalEntry is one line of a run's append-only journal.
+type JournalEntry struct {
+	Seq    uint64            `json:"seq"`
+	RunID  string            `json:"run_id"`
+	Time   time.Time         `json:"time"`
+	Actor  string            `json:"actor"`
+	Event  string            `json:"event"`
+	Step   string            `json:"step,omitempty"`
+	Text   string            `json:"text"`
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// Update is one atomic change to the state: the run, any step records and
+// the journal entries that explain them are committed together or not at
+// all. The store assigns journal sequence numbers.
+type Update struct {
+	Run     Run
+	Steps   []StepRecord
+	Journal []JournalEntry
+	// ReplaceSteps drops the run's step records before writing Steps.
+	ReplaceSteps bool
+}
+
+// Store persists runs. Every method is durable when it returns nil: the
+// data is on disk (fsync). Package state implements it with bbolt.
+type Store interface {
+	// CreateRun stores a new run with its pending step records and makes it
+	// the active run; it fails with ErrActiveRun if another is active.
+	CreateRun(u Update) error
+	// Commit applies an update to an existing run in one transaction.
+	Commit(u Update) error
+	// ActiveRun returns the id of the run that is not yet over, or
+	// ErrNoActiveRun.
+	ActiveRun() (string, error)
+	// LatestRun returns the id of the newest run, or ErrNoActiveRun.
+	LatestRun() (string, error)
+	// LoadRun returns a run and its step records in plan order.
+	LoadRun(id string) (Run, []StepRecord, error)
+	// Journal returns a run's journal entries with Seq > after.
+	Journal(runID string, after uint64) ([]JournalEntry, error)
+}
+
+// PastPointOfNoReturn reports whether an irreversible step of the run has
+// started (or finished), and which one.
+func PastPointOfNoReturn(plan Plan, recs []StepRecord) (bool, string) {
+	for i, s := range plan.Steps {
+		if s.Irreversible && i < len(recs) && recs[i].Status != StepPending {
+			return true, s.ID
+		}
+	}
+	return false, ""
+}
+
+// NextStep returns the index of the first step that is neither done nor
+// skipped, or -1 when the run has nothing left to do.
+func NextStep(recs []StepRecord) int {
+	for i, r := range recs {
+		if r.Status != StepDone && r.Status != StepSkipped {
+			return i
+		}
+	}
+	return -1
+}
+
+// artifactsBefore collects the artifacts of verified steps before index i.
+func artifactsBefore(recs []StepRecord, i int) map[string]Artifact {
+	out := map[string]Artifact{}
+	for _, r := range recs[:i] {
+		if r.Status != StepDone {
+			continue
+		}
+		for name, a := range r.Outputs.Artifacts {
+			out[name] = a
+		}
+	}
+	return out
+}

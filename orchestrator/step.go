@@ -1,0 +1,113 @@
+package orchestrator
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Kind says how a step is carried out.
+type Kind string
+
+const (
+	KindAuto   Kind = "auto"   // the engine runs it
+	KindGate   Kind = "gate"   // an operator does it and confirms
+	KindReboot Kind = "reboot" // the host restarts; the step verifies after boot
+)
+
+// SkipPolicy says whether an operator may skip a step that failed or waits.
+type SkipPolicy string
+
+const (
+	SkipNever      SkipPolicy = "never"       // safety rule: no override
+	SkipWithReason SkipPolicy = "with-reason" // allowed, the reason is journaled
+)
+
+// Ref points an engineer at the vendor material behind a step.
+type Ref struct {
+	MaterialID   string `json:"material_id,omitempty"`
+	ReleaseNotes string `json:"release_notes,omitempty"`
+	Section      string `json:"section,omitempty"`
+}
+
+// StepSpec is a step as the plan declares it: what it is, why it is in, and
+// the safety properties the engine enforces. It is pure data and part of
+// the plan fingerprint.
+type StepSpec struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	Kind  Kind   `json:"kind"`
+	// Action names the implementation in package steps; several steps may
+	// share one (every service stop, every vendor installer).
+	Action       string     `json:"action"`
+	Skip         SkipPolicy `json:"skip"`
+	Irreversible bool       `json:"irreversible"`
+	Downtime     bool       `json:"downtime"`
+	Reason       string     `json:"reason"`
+	RunsOn       string     `json:"runs_on,omitempty"`
+	Refs         []Ref      `json:"refs,omitempty"`
+	// Requires lists artifacts an earlier verified step must have
+	// produced; the engine re-checks them before this step starts.
+	Requires []string `json:"requires,omitempty"`
+	// Produces lists the artifacts this step's Verify returns.
+	Produces []string `json:"produces,omitempty"`
+	// Params are the step's inputs (paths, service names, values).
+	Params       map[string]string `json:"params,omitempty"`
+	Instructions string            `json:"instructions,omitempty"`
+	Notes        []string          `json:"notes,omitempty"`
+}
+
+// Artifact is a file a step produced and proved, recorded with its hash so
+// later guards can tell whether it changed.
+type Artifact struct {
+	Path    string    `json:"path"`
+	SHA256  string    `json:"sha256"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+}
+
+// Outputs are what a step's Verify returns and the engine records with the
+// step's result.
+type Outputs struct {
+	Artifacts map[string]Artifact `json:"artifacts,omitempty"`
+	Values    map[string]string   `json:"values,omitempty"`
+}
+
+// Progress reports work done on a long step; total is 0 when unknown.
+type Progress func(label string, done, total int64)
+
+// StepContext is everything a step may see of the run.
+type StepContext struct {
+	RunID string
+	Spec  StepSpec
+	// Artifacts holds the artifacts of every earlier verified step.
+	Artifacts map[string]Artifact
+	// Confirmation is the operator's answer for a gate, nil otherwise.
+	Confirmation *Confirmation
+	Progress     Progress
+	Log          zerolog.Logger
+}
+
+// Step is the contract every step implementation honours.
+//
+// Probe reports whether the step's effect is already in place and must not
+// change anything. Apply converges the host to the effect; it may be called
+// again after a crash and must then finish or redo the work safely. Verify
+// proves the effect and returns the outputs to record.
+type Step interface {
+	Probe(ctx context.Context, sc StepContext) (done bool, err error)
+	Apply(ctx context.Context, sc StepContext) error
+	Verify(ctx context.Context, sc StepContext) (Outputs, error)
+}
+
+// StepFactory builds the implementation of a planned step.
+type StepFactory interface {
+	Build(spec StepSpec) (Step, error)
+}
+
+// ArtifactChecker re-checks a recorded artifact against the file on disk
+// (size, mtime and hash) right before a step that depends on it.
+type ArtifactChecker interface {
+	Recheck(ctx context.Context, name string, a Artifact) error
+}

@@ -1,0 +1,88 @@
+package steps
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Runner runs an external command from an argv list: never through a
+// shell. Output lines go to line as they come.
+type Runner interface {
+	Run(ctx context.Context, argv, env []string, line func(string)) error
+}
+
+// ExecRunner runs commands as child processes with a minimal environment,
+// so nothing from the operator's shell (and no secret in it) leaks in.
+type ExecRunner struct{}
+
+var baseEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C"}
+
+// Run starts argv and waits for it. On cancellation the child gets SIGTERM
+// and, 10 s later, SIGKILL.
+func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)) error {
+	if len(argv) == 0 {
+		return errors.New("empty command")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(append([]string(nil), baseEnv...), env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	var tail []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			l := sc.Text()
+			if tail = append(tail, l); len(tail) > 5 {
+				tail = tail[1:]
+			}
+			if line != nil {
+				line(l)
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Wait()
+	pw.Close()
+	<-done
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &CommandError{Path: argv[0], Err: err, Tail: tail}
+	}
+	return nil
+}
+
+// CommandError is a command that ran and failed, with its last lines of
+// output; it unwraps to *exec.ExitError so callers can read the code.
+type CommandError struct {
+	Path string
+	Err  error
+	Tail []string
+}
+
+func (e *CommandError) Error() string {
+	msg := fmt.Sprintf("%s: %v", e.Path, e.Err)
+	if len(e.Tail) > 0 {
+		msg += "; last output: " + strings.Join(e.Tail, " | ")
+	}
+	return msg
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }

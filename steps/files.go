@@ -1,0 +1,140 @@
+package steps
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"upgrader/orchestrator"
+)
+
+// hashBuf is large enough that hashing runs at the speed of SHA-256, not
+// of the read calls.
+const hashBuf = 1 << 20
+
+// HashFile returns the SHA-256 and size of a file, reporting progress.
+func HashFile(path string, progress orchestrator.Progress) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, err
+	}
+	h := sha256.New()
+	buf := make([]byte, hashBuf)
+	var done int64
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			done += int64(n)
+			if progress != nil {
+				progress("sha256 "+filepath.Base(path), done, st.Size())
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", done, err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), done, nil
+}
+
+// artifactOf records a file's identity for later guards.
+func artifactOf(path string, progress orchestrator.Progress) (orchestrator.Artifact, error) {
+	sum, size, err := HashFile(path, progress)
+	if err != nil {
+		return orchestrator.Artifact{}, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return orchestrator.Artifact{}, err
+	}
+	return orchestrator.Artifact{Path: path, SHA256: sum, Size: size, ModTime: st.ModTime().UTC()}, nil
+}
+
+// recheckArtifact proves a file is still the one recorded: size and mtime
+// first (cheap), then the hash.
+func recheckArtifact(a orchestrator.Artifact, progress orchestrator.Progress) error {
+	st, err := os.Stat(a.Path)
+	if err != nil {
+		return fmt.Errorf("%s was verified earlier and is now unreadable: %w", a.Path, err)
+	}
+	if st.Size() != a.Size {
+		return fmt.Errorf("%s changed since it was verified: size %d, recorded %d", a.Path, st.Size(), a.Size)
+	}
+	if !st.ModTime().UTC().Equal(a.ModTime) {
+		return fmt.Errorf("%s changed since it was verified: modified %s, recorded %s", a.Path, st.ModTime().UTC().Format("2006-01-02 15:04:05.000"), a.ModTime.Format("2006-01-02 15:04:05.000"))
+	}
+	sum, _, err := HashFile(a.Path, progress)
+	if err != nil {
+		return err
+	}
+	if sum != a.SHA256 {
+		return fmt.Errorf("%s changed since it was verified: sha256 %s, recorded %s", a.Path, sum, a.SHA256)
+	}
+	return nil
+}
+
+// syncDir makes a rename or create in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// WriteFileAtomic replaces path with data durably: a temp file in the same
+// directory is written, fsynced and renamed over path, then the directory
+// is fsynced. An existing file's mode and owner are kept.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	uid, gid := -1, -1
+	if st, err := os.Lstat(path); err == nil {
+		mode = st.Mode().Perm()
+		if s, ok := st.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(s.Uid), int(s.Gid)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if uid >= 0 && os.Geteuid() == 0 {
+		if err := tmp.Chown(uid, gid); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}

@@ -1,0 +1,95 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"upgrader/orchestrator"
+)
+
+type serviceState string
+
+const (
+	serviceRunning serviceState = "running"
+	serviceStopped serviceState = "stopped"
+)
+
+// services stops or starts the services named in the step's params with
+// the profile's service command (LSB: status exits 0 running, 3 stopped).
+type services struct {
+	h    *Host
+	want serviceState
+}
+
+func (s services) names(sc orchestrator.StepContext) []string {
+	var out []string
+	for _, n := range strings.Split(sc.Spec.Params["services"], ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (s services) status(ctx context.Context, name string) (serviceState, error) {
+	argv := s.h.Profile.Command(append(append([]string(nil), s.h.Profile.ServiceCommand...), name, "status"))
+	err := s.h.Run.Run(ctx, argv, nil, nil)
+	if err == nil {
+		return serviceRunning, nil
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 3 {
+		return serviceStopped, nil
+	}
+	return "", fmt.Errorf("status of %s: %w", name, err)
+}
+
+func (s services) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	for _, n := range s.names(sc) {
+		st, err := s.status(ctx, n)
+		if err != nil || st != s.want {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (s services) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	verb := "start"
+	if s.want == serviceStopped {
+		verb = "stop"
+	}
+	for _, n := range s.names(sc) {
+		st, err := s.status(ctx, n)
+		if err != nil {
+			return err
+		}
+		if st == s.want {
+			continue // converge: touch only what is not there yet
+		}
+		argv := s.h.Profile.Command(append(append([]string(nil), s.h.Profile.ServiceCommand...), n, verb))
+		sc.Log.Info().Str("service", n).Msg(verb)
+		if err := s.h.Run.Run(ctx, argv, nil, nil); err != nil {
+			return fmt.Errorf("%s %s: %w", verb, n, err)
+		}
+	}
+	return nil
+}
+
+func (s services) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+	vals := map[string]string{}
+	for _, n := range s.names(sc) {
+		st, err := s.status(ctx, n)
+		if err != nil {
+			return orchestrator.Outputs{}, err
+		}
+		if st != s.want {
+			return orchestrator.Outputs{}, fmt.Errorf("service %s is %s, expected %s", n, st, s.want)
+		}
+		vals["service."+n] = string(st)
+	}
+	return orchestrator.Outputs{Values: vals}, nil
+}

@@ -1,0 +1,140 @@
+// Package simhost sets up the bundled simulated POM 3.1.1 host for tests
+// and the demo: a copy of the host tree, its site profile, and media signed
+// with a signing key and certificate made on the spot.
+package simhost
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+)
+
+// ISOName is the simulated SP1 ISO's file name.
+const ISOName = "POM.03.01.01.01.00.003-r35434-x86_64.iso"
+
+// Sim is one set-up simulated host.
+type Sim struct {
+	Dir     string // holds profile.yaml and root/
+	Root    string // the host's filesystem root
+	Profile string // path of the site profile
+	ISO     string // path of the ISO
+}
+
+// Source is the directory of the simulated host in the repository.
+func Source() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(file)
+}
+
+// Setup copies the simulated host into dir and signs its media.
+func Setup(dir string) (Sim, error) {
+	src := Source()
+	s := Sim{Dir: dir, Root: filepath.Join(dir, "root"), Profile: filepath.Join(dir, "profile.yaml")}
+	s.ISO = filepath.Join(s.Root, "media", ISOName)
+	if err := copyTree(filepath.Join(src, "root"), s.Root); err != nil {
+		return s, err
+	}
+	if err := copyFile(filepath.Join(src, "profile.yaml"), s.Profile, 0o644); err != nil {
+		return s, err
+	}
+	if err := os.Chmod(filepath.Join(s.Root, "etc/upgrader/pgpass"), 0o600); err != nil {
+		return s, err
+	}
+	return s, SignMedia(s.ISO)
+}
+
+// SignMedia writes ISO.sha256.crt and ISO.sha256.sig the way the vendor
+// does: an RSA-2048 signature (PKCS#1 v1.5, SHA-256) over the line
+// "<sha256>  <iso name>\n", with a fresh test-only key.
+func SignMedia(iso string) error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "Simulated File Signing Authority (test only)"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(10, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(iso+".sha256.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	sum, err := fileSHA256(iso)
+	if err != nil {
+		return err
+	}
+	digest := sha256.Sum256([]byte(fmt.Sprintf("%s  %s\n", sum, filepath.Base(iso))))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(iso+".sha256.sig", sig, 0o644)
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return copyFile(path, target, info.Mode().Perm())
+	})
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
