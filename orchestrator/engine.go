@@ -46,7 +46,8 @@ type ExecOptions struct {
 	// Confirm answers an operator gate: the attestation and true to go on,
 	// false to leave the run waiting. Nil leaves every gate waiting.
 	Confirm func(spec StepSpec) (map[string]string, bool)
-	// Retry tries a failed step again.
+	// Retry tries the step again if the run is failed when Execute is
+	// called; a step that fails during this call stays failed.
 	Retry bool
 }
 
@@ -157,7 +158,6 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			if !opts.Retry {
 				return out, nil
 			}
-			opts.Retry = false
 			run.Reason = ""
 			err = e.transition(&run, EventRetry, opts.Actor, "retry "+out.Step)
 		case StateWaitingOperator:
@@ -196,6 +196,9 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 		if err != nil {
 			return out, err
 		}
+		// Retry applies to the failure the run had when Execute was
+		// called, never to a failure that happens now.
+		opts.Retry = false
 	}
 }
 

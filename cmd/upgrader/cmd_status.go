@@ -125,6 +125,9 @@ go on. Only steps whose skip policy is with-reason can be skipped; safety steps
 		Example: `  upgrader skip enable-dnc-import --reason "site does not use DNC lists"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if reason == "" {
+				return usagef("skip needs --reason: it is journaled for whoever reviews the run")
+			}
 			return a.mutate(func(eng *orchestrator.Engine, run orchestrator.Run) error {
 				return eng.Skip(run.ID, args[0], actor(), reason)
 			}, cmd, "skipped "+args[0])

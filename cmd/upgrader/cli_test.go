@@ -1,0 +1,235 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"upgrader/orchestrator"
+)
+
+func decodePlan(t *testing.T, out string) orchestrator.Plan {
+	t.Helper()
+	var p orchestrator.Plan
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("plan JSON: %v\n%s", err, out)
+	}
+	return p
+}
+
+// The three what-if answers the plan must give for the bundled host.
+func TestPlanWhatIfPOMVersions(t *testing.T) {
+	s := newSim(t)
+	t.Run("3.1.0 is blocked: upgrade to 3.1.1 first", func(t *testing.T) {
+		r := s.mustRun(exitBlocked, "plan", "--assume", "pom.version=3.1.0", "-o", "json")
+		p := decodePlan(t, r.stdout)
+		if len(p.Blockers) != 1 || p.Blockers[0].ID != "pom-upgrade-from-3.1.1-only" || !strings.Contains(p.Blockers[0].Message, "upgrade to 3.1.1 first") {
+			t.Fatalf("blockers: %+v", p.Blockers)
+		}
+		if !p.Facts[orchestrator.FactPOMVersion].Assumed {
+			t.Error("the assumed version is not marked as assumed")
+		}
+	})
+	t.Run("3.1.1 SP1 has nothing to do", func(t *testing.T) {
+		r := s.mustRun(exitOK, "plan", "--assume", "pom.version=3.1.1 SP1", "-o", "json")
+		p := decodePlan(t, r.stdout)
+		if !p.NothingToDo || len(p.Steps) != 0 || len(p.Blockers) != 0 {
+			t.Fatalf("nothing_to_do=%v steps=%d blockers=%v", p.NothingToDo, len(p.Steps), p.Blockers)
+		}
+	})
+	t.Run("3.1.1 lists the steps with the point of no return", func(t *testing.T) {
+		r := s.mustRun(exitOK, "plan", "--assume", "pom.version=3.1.1", "-o", "json")
+		p := decodePlan(t, r.stdout)
+		if p.PointOfNoReturn != "upgrade-pom" || len(p.Steps) < 6 {
+			t.Fatalf("point_of_no_return=%q steps=%d", p.PointOfNoReturn, len(p.Steps))
+		}
+		text := s.mustRun(exitOK, "plan", "--assume", "pom.version=3.1.1").stdout
+		line := strings.Index(text, "point of no return: upgrade-pom")
+		if line < 0 || line > strings.Index(text, "6  upgrade-pom") || line < strings.Index(text, "5  stop-services") {
+			t.Fatalf("text plan does not draw the point of no return between steps 5 and 6:\n%s", text)
+		}
+	})
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	s := newSim(t)
+	for name, args := range map[string][]string{
+		"bad output":        {"plan", "-o", "xml"},
+		"unknown flag":      {"plan", "--frobnicate"},
+		"bad assumption":    {"plan", "--assume", "pom.version=1.2.x"},
+		"unknown fact":      {"plan", "--assume", "colour=blue"},
+		"bad procedure":     {"plan", "--procedure", "pom-9.9-upgrade"},
+		"missing profile":   {"plan", "--profile", filepath.Join(s.dir, "nope.yaml")},
+		"nothing to resume": {"resume"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := s.run(args...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, "upgrader:") {
+				t.Fatalf("exit %d, want %d; stderr: %s", r.code, exitUsage, r.stderr)
+			}
+		})
+	}
+}
+
+func TestUnknownProfileKeyNamesTheLine(t *testing.T) {
+	s := newSim(t)
+	b, _ := os.ReadFile(s.profile)
+	os.WriteFile(s.profile, append(b, []byte("colour: blue\n")...), 0o644)
+	r := s.mustRun(exitUsage, "plan")
+	if !strings.Contains(r.stderr, "colour") || !strings.Contains(r.stderr, "line ") {
+		t.Fatalf("stderr does not name the key and line: %s", r.stderr)
+	}
+}
+
+// A guided run with no terminal stops at the operator gate (exit 5) and
+// says what to type; resume --yes finishes it.
+func TestGuidedRunPausesAtGateThenCompletes(t *testing.T) {
+	s := newSim(t)
+	r := s.mustRun(exitPaused, "run")
+	if !strings.Contains(r.stdout, "Next: ") || !strings.Contains(r.stdout, "upgrader resume --yes") {
+		t.Fatalf("no next command:\n%s", r.stdout)
+	}
+	st := s.mustRun(exitOK, "status").stdout
+	if !strings.Contains(st, "waiting-operator") || !strings.Contains(st, "past the point of no return") {
+		t.Fatalf("status:\n%s", st)
+	}
+	s.mustRun(exitOK, "resume", "--yes")
+	v, _ := os.ReadFile(filepath.Join(s.root, "opt/Avaya/avpom/POManager/config/version.properties"))
+	if !strings.Contains(string(v), "POM.03.01.01.01.00.003") {
+		t.Fatalf("version after upgrade: %s", v)
+	}
+	j := s.mustRun(exitOK, "journal", "-o", "json").stdout
+	var entries []orchestrator.JournalEntry
+	if err := json.Unmarshal([]byte(j), &entries); err != nil {
+		t.Fatal(err)
+	}
+	var confirmedBy string
+	for i, e := range entries {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("journal seq %d at position %d", e.Seq, i)
+		}
+		if e.Event == "run.confirm" {
+			confirmedBy = e.Actor
+		}
+	}
+	if !strings.HasPrefix(confirmedBy, "uid=") {
+		t.Fatalf("gate confirmation not journaled with the operator's uid: %q", confirmedBy)
+	}
+	if last := entries[len(entries)-1]; last.Event != "run.complete" {
+		t.Fatalf("last journal event %s", last.Event)
+	}
+}
+
+// A failing installer stops the run with exit 4; abort is then refused
+// (past the point of no return) and resume retries and completes.
+func TestFailedInstallerRetriesAndRefusesAbort(t *testing.T) {
+	s := newSim(t)
+	s.control("fail-at", "installer:3")
+	r := s.mustRun(exitFailed, "run", "--yes")
+	if !strings.Contains(r.stdout, "simulated failure at installer:3") {
+		t.Fatalf("failure not shown:\n%s", r.stdout)
+	}
+	a := s.mustRun(exitBlocked, "abort", "--reason", "give up")
+	if !strings.Contains(a.stderr, "point of no return") {
+		t.Fatalf("abort refusal does not say why: %s", a.stderr)
+	}
+	sk := s.mustRun(exitBlocked, "skip", "upgrade-pom", "--reason", "try")
+	if !strings.Contains(sk.stderr, "may not be skipped") {
+		t.Fatalf("skip refusal: %s", sk.stderr)
+	}
+	s.mustRun(exitOK, "resume", "--yes")
+	if got := strings.Count(strings.Join(s.ledger(), " "), "installer_done"); got != 1 {
+		t.Fatalf("installer completed %d times", got)
+	}
+}
+
+// Before the point of no return a run can be aborted, and a skippable gate
+// can be skipped with a reason.
+func TestAbortBeforePointOfNoReturnAndSkipGate(t *testing.T) {
+	s := newSim(t)
+	s.control("fail-at", "pg_dump:2")
+	s.mustRun(exitFailed, "run", "--yes")
+	s.mustRun(exitBlocked, "skip", "backup-db", "--reason", "no time")
+	s.mustRun(exitOK, "abort", "--reason", "window closed")
+	if st := s.mustRun(exitOK, "status").stdout; !strings.Contains(st, "aborted") {
+		t.Fatalf("status after abort:\n%s", st)
+	}
+
+	g := newSim(t)
+	g.mustRun(exitPaused, "run")
+	g.mustRun(exitUsage, "skip", "enable-dnc-import")
+	g.mustRun(exitOK, "skip", "enable-dnc-import", "--reason", "site has no DNC lists")
+	g.mustRun(exitOK, "resume")
+	if st := g.mustRun(exitOK, "status").stdout; !strings.Contains(st, "skipped: site has no DNC lists") {
+		t.Fatalf("status:\n%s", st)
+	}
+}
+
+// Invariant 5: a changed profile is noticed on resume and refused unless
+// the engineer re-plans explicitly.
+func TestResumeRefusesChangedPlan(t *testing.T) {
+	s := newSim(t)
+	s.mustRun(exitPaused, "run")
+	b, _ := os.ReadFile(s.profile)
+	os.WriteFile(s.profile, []byte(strings.Replace(string(b), "site: sim-pom-01", "site: sim-pom-02", 1)), 0o644)
+	r := s.mustRun(exitBlocked, "resume", "--yes")
+	if !strings.Contains(r.stderr, "plan changed") || !strings.Contains(r.stderr, "--replan") {
+		t.Fatalf("refusal does not explain: %s", r.stderr)
+	}
+	s.mustRun(exitOK, "resume", "--yes", "--replan")
+	if j := s.mustRun(exitOK, "journal").stdout; !strings.Contains(j, "run.replanned") {
+		t.Fatalf("replan not journaled:\n%s", j)
+	}
+}
+
+func TestRunRefusesUnreviewedFingerprint(t *testing.T) {
+	s := newSim(t)
+	p := decodePlan(t, s.mustRun(exitOK, "plan", "-o", "json").stdout)
+	s.mustRun(exitBlocked, "run", "--yes", "--expect-fingerprint", "0000000000000000")
+	s.mustRun(exitOK, "run", "--yes", "--expect-fingerprint", orchestrator.ShortFingerprint(p.Fingerprint))
+}
+
+// A second upgrader on the same state fails fast with a clear message.
+func TestSecondProcessIsRefused(t *testing.T) {
+	s := newSim(t)
+	s.control("pause-at", "installer:2")
+	first := s.cmd("run", "--yes")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { first.Process.Kill(); first.Wait() }()
+	if !waitFile(t, filepath.Join(s.root, "sim/control/paused"), 30*time.Second) {
+		t.Fatal("first run never reached the installer")
+	}
+	start := time.Now()
+	r := s.mustRun(exitError, "status")
+	if !strings.Contains(r.stderr, "in use by another upgrader") || time.Since(start) > 10*time.Second {
+		t.Fatalf("second process: %s (after %s)", r.stderr, time.Since(start))
+	}
+}
+
+func TestLifecycleMermaid(t *testing.T) {
+	s := newSim(t)
+	out := s.mustRun(exitOK, "lifecycle", "--mermaid").stdout
+	for _, st := range orchestrator.AllStates() {
+		if !strings.Contains(out, string(st)) {
+			t.Errorf("diagram lacks state %s", st)
+		}
+	}
+	if !strings.HasPrefix(out, "stateDiagram") {
+		t.Errorf("not a mermaid state diagram:\n%s", out)
+	}
+}
+
+func TestHelpDocumentsExitCodes(t *testing.T) {
+	s := newSim(t)
+	out := s.mustRun(exitOK, "--help").stdout
+	for _, want := range []string{"0  done", "2  usage", "3  blocked", "4  a step failed", "5  paused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
