@@ -109,7 +109,8 @@ func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error
 
 // transition moves the run through the lifecycle and commits the new state
 // together with the records and journal entry that explain it.
-func (e *Engine) transition(run *Run, ev Event, actor, text string, recs ...StepRecord) error {
+// The in-memory recs are updated with the changed records once committed.
+func (e *Engine) transition(run *Run, recs []StepRecord, ev Event, actor, text string, changed ...StepRecord) error {
 	next, err := Transition(run.State, ev)
 	if err != nil {
 		return err
@@ -117,9 +118,12 @@ func (e *Engine) transition(run *Run, ev Event, actor, text string, recs ...Step
 	old := run.State
 	run.State, run.UpdatedAt = next, e.now()
 	j := e.entry(*run, actor, "run."+string(ev), "", text, map[string]string{"from": string(old), "to": string(next)})
-	if err := e.Store.Commit(Update{Run: *run, Steps: recs, Journal: []JournalEntry{j}}); err != nil {
+	if err := e.Store.Commit(Update{Run: *run, Steps: changed, Journal: []JournalEntry{j}}); err != nil {
 		run.State = old
 		return err
+	}
+	for _, r := range changed {
+		recs[r.Index] = r
 	}
 	e.notify(Notice{Kind: "state", Run: run.ID, Text: string(next)})
 	return nil
@@ -128,19 +132,22 @@ func (e *Engine) transition(run *Run, ev Event, actor, text string, recs ...Step
 // Execute carries the run forward until it completes, fails, is blocked or
 // waits for an operator. A step found started (the process died during it)
 // is probed again, never assumed done.
+//
+// The run is loaded once: this process holds the state's lock, so the
+// in-memory copy is kept equal to what each commit wrote.
 func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (Outcome, error) {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return Outcome{RunID: runID}, err
+	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return Outcome{RunID: runID}, err
-		}
-		run, recs, err := e.Store.LoadRun(runID)
-		if err != nil {
-			return Outcome{RunID: runID}, err
+			return Outcome{RunID: runID, State: run.State}, err
 		}
 		out := Outcome{RunID: run.ID, State: run.State}
 		switch run.State {
 		case StatePlanned:
-			err = e.transition(&run, EventPreflight, engineActor, "preflight")
+			err = e.transition(&run, recs, EventPreflight, engineActor, "preflight")
 		case StatePreflight:
 			if len(run.Plan.Blockers) > 0 {
 				ids := make([]string, len(run.Plan.Blockers))
@@ -148,9 +155,9 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 					ids[i] = b.ID
 				}
 				run.Reason = "blocked by " + strings.Join(ids, ", ")
-				err = e.transition(&run, EventBlock, engineActor, run.Reason)
+				err = e.transition(&run, recs, EventBlock, engineActor, run.Reason)
 			} else {
-				err = e.transition(&run, EventPass, engineActor, "preflight passed")
+				err = e.transition(&run, recs, EventPass, engineActor, "preflight passed")
 			}
 		case StateFailed:
 			i := NextStep(recs)
@@ -159,7 +166,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 				return out, nil
 			}
 			run.Reason = ""
-			err = e.transition(&run, EventRetry, opts.Actor, "retry "+out.Step)
+			err = e.transition(&run, recs, EventRetry, opts.Actor, "retry "+out.Step)
 		case StateWaitingOperator:
 			i := NextStep(recs)
 			out.Step = stepIDAt(run, i)
@@ -173,17 +180,17 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			err = e.confirm(&run, recs, i, opts.Actor, att)
 		case StateRebooting:
 			// The reboot step is probed like any step found started.
-			err = e.transition(&run, EventRebooted, engineActor, "host is back")
+			err = e.transition(&run, recs, EventRebooted, engineActor, "host is back")
 		case StateRunning:
 			i := NextStep(recs)
 			if i < 0 {
-				err = e.transition(&run, EventComplete, engineActor, "every step done")
+				err = e.transition(&run, recs, EventComplete, engineActor, "every step done")
 				break
 			}
 			spec := run.Plan.Steps[i]
 			if spec.Kind == KindGate && recs[i].Confirmation == nil {
 				e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: spec.Instructions})
-				err = e.transition(&run, EventPause, engineActor, "waiting for the operator at "+spec.ID)
+				err = e.transition(&run, recs, EventPause, engineActor, "waiting for the operator at "+spec.ID)
 				break
 			}
 			err = e.runStep(ctx, &run, recs, i)
@@ -228,14 +235,14 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	for _, name := range spec.Requires {
 		a, ok := artifacts[name]
 		if !ok {
-			return e.fail(run, rec, &StepError{Step: spec.ID, Phase: "guard",
+			return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "guard",
 				Err: fmt.Errorf("%w: needs %s from an earlier verified step and none is recorded", ErrGuard, name)})
 		}
 		if err := e.Checker.Recheck(ctx, name, a); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return e.fail(run, rec, &StepError{Step: spec.ID, Phase: "guard", Err: fmt.Errorf("%w: %s: %w", ErrGuard, name, err)})
+			return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "guard", Err: fmt.Errorf("%w: %s: %w", ErrGuard, name, err)})
 		}
 	}
 
@@ -251,12 +258,13 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
 		return err
 	}
+	recs[i] = rec
 	e.failpoint("after-intent", spec.ID)
 	e.notify(Notice{Kind: "step-start", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
 
 	impl, err := e.Steps.Build(spec)
 	if err != nil {
-		return e.fail(run, rec, &StepError{Step: spec.ID, Phase: "build", Err: err})
+		return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "build", Err: err})
 	}
 	sc := StepContext{
 		RunID: run.ID, Spec: spec, Artifacts: artifacts, Confirmation: rec.Confirmation,
@@ -267,17 +275,17 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	}
 	inPlace, err := impl.Probe(ctx, sc)
 	if err != nil {
-		return e.failOrCancel(ctx, run, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
+		return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
 	}
 	if !inPlace {
 		if err := impl.Apply(ctx, sc); err != nil {
-			return e.failOrCancel(ctx, run, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
+			return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
 		}
 	}
 	e.failpoint("after-effect", spec.ID)
 	out, err := impl.Verify(ctx, sc)
 	if err != nil {
-		return e.failOrCancel(ctx, run, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
+		return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
 	}
 
 	rec.Status, rec.FinishedAt, rec.Outputs, rec.AlreadyInPlace = StepDone, e.now(), out, inPlace
@@ -297,6 +305,7 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
 		return err
 	}
+	recs[i] = rec
 	e.failpoint("after-result", spec.ID)
 	e.notify(Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
 	return nil
@@ -304,25 +313,25 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 
 // failOrCancel leaves a cancelled step as started, to be probed on the next
 // Execute, the same as after a crash; any other error fails the step.
-func (e *Engine) failOrCancel(ctx context.Context, run *Run, rec StepRecord, serr *StepError) error {
+func (e *Engine) failOrCancel(ctx context.Context, run *Run, recs []StepRecord, rec StepRecord, serr *StepError) error {
 	if ctx.Err() != nil {
 		e.Log.Warn().Str("step", serr.Step).Msg("interrupted: the step will be probed when the run resumes")
 		return ctx.Err()
 	}
-	return e.fail(run, rec, serr)
+	return e.fail(run, recs, rec, serr)
 }
 
-func (e *Engine) fail(run *Run, rec StepRecord, serr *StepError) error {
+func (e *Engine) fail(run *Run, recs []StepRecord, rec StepRecord, serr *StepError) error {
 	rec.Status, rec.FinishedAt, rec.Error = StepFailed, e.now(), serr.Error()
 	run.Reason = serr.Error()
 	e.notify(Notice{Kind: "step-failed", Run: run.ID, Step: rec.StepID, Index: rec.Index, Title: serr.Phase, Text: serr.Error()})
-	return e.transition(run, EventFail, engineActor, "step "+serr.Error(), rec)
+	return e.transition(run, recs, EventFail, engineActor, "step "+serr.Error(), rec)
 }
 
 func (e *Engine) confirm(run *Run, recs []StepRecord, i int, actor string, att map[string]string) error {
 	rec := recs[i]
 	rec.Confirmation = &Confirmation{Actor: actor, At: e.now(), Attestation: att}
-	return e.transition(run, EventConfirm, actor, "operator confirmed "+rec.StepID, rec)
+	return e.transition(run, recs, EventConfirm, actor, "operator confirmed "+rec.StepID, rec)
 }
 
 // Confirm records an operator's confirmation of the gate the run waits at.
@@ -359,7 +368,7 @@ func (e *Engine) Skip(runID, stepID, actor, reason string) error {
 	rec := recs[i]
 	rec.Status, rec.SkipReason, rec.FinishedAt = StepSkipped, reason, e.now()
 	run.Reason = ""
-	return e.transition(&run, EventSkip, actor, fmt.Sprintf("skipped %s: %s", spec.ID, reason), rec)
+	return e.transition(&run, recs, EventSkip, actor, fmt.Sprintf("skipped %s: %s", spec.ID, reason), rec)
 }
 
 // Abort stops the run for good. It is refused once an irreversible step has
@@ -373,7 +382,7 @@ func (e *Engine) Abort(runID, actor, reason string) error {
 		return fmt.Errorf("%w: %s has started and cannot be undone; finish the run (upgrader resume)", ErrPastPointOfNoReturn, step)
 	}
 	run.Reason = "aborted: " + reason
-	return e.transition(&run, EventAbort, actor, run.Reason)
+	return e.transition(&run, recs, EventAbort, actor, run.Reason)
 }
 
 // Replan replaces a run's plan after the engineer asked for it explicitly

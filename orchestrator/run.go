@@ -70,7 +70,8 @@ type Update struct {
 	Run     Run
 	Steps   []StepRecord
 	Journal []JournalEntry
-	// ReplaceSteps drops the run's step records before writing Steps.
+	// ReplaceSteps says the run's plan was replaced: the store writes the
+	// new plan and drops the old step records before writing Steps.
 	ReplaceSteps bool
 }
 

@@ -35,7 +35,8 @@ var (
 
 var (
 	bucketMeta    = []byte("meta")
-	bucketRuns    = []byte("runs")
+	bucketRuns    = []byte("runs")    // runs/<run id> → Run without its plan
+	bucketPlans   = []byte("plans")   // plans/<run id> → Plan, written when it changes
 	bucketSteps   = []byte("steps")   // steps/<run id>/<index> → StepRecord
 	bucketJournal = []byte("journal") // journal/<run id>/<seq> → JournalEntry
 	keySchema     = []byte("schema")
@@ -99,7 +100,7 @@ func (d *DB) init() error {
 		} else if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketRuns, bucketSteps, bucketJournal} {
+		for _, b := range [][]byte{bucketRuns, bucketPlans, bucketSteps, bucketJournal} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -133,6 +134,9 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 		if err := meta.Put(keyLatest, []byte(u.Run.ID)); err != nil {
 			return err
 		}
+		if err := putPlan(tx, u.Run); err != nil {
+			return err
+		}
 		return apply(tx, u)
 	})
 }
@@ -147,9 +151,21 @@ func (d *DB) Commit(u orchestrator.Update) error {
 	})
 }
 
+// putPlan stores a run's plan. It is kept apart from the run record so
+// that the commits of every step do not rewrite it.
+func putPlan(tx *bolt.Tx, run orchestrator.Run) error {
+	b, err := json.Marshal(run.Plan)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPlans).Put([]byte(run.ID), b)
+}
+
 func apply(tx *bolt.Tx, u orchestrator.Update) error {
 	id := []byte(u.Run.ID)
-	b, err := json.Marshal(u.Run)
+	header := u.Run
+	header.Plan = orchestrator.Plan{}
+	b, err := json.Marshal(header)
 	if err != nil {
 		return err
 	}
@@ -167,6 +183,9 @@ func apply(tx *bolt.Tx, u orchestrator.Update) error {
 		return err
 	}
 	if u.ReplaceSteps {
+		if err := putPlan(tx, u.Run); err != nil {
+			return err
+		}
 		if err := tx.Bucket(bucketSteps).DeleteBucket(id); err != nil {
 			return err
 		}
@@ -231,6 +250,13 @@ func (d *DB) LoadRun(id string) (orchestrator.Run, []orchestrator.StepRecord, er
 		}
 		if err := json.Unmarshal(b, &run); err != nil {
 			return fmt.Errorf("%w: run %s: %v", ErrCorrupt, id, err)
+		}
+		pb := tx.Bucket(bucketPlans).Get([]byte(id))
+		if pb == nil {
+			return fmt.Errorf("%w: run %s has no plan", ErrCorrupt, id)
+		}
+		if err := json.Unmarshal(pb, &run.Plan); err != nil {
+			return fmt.Errorf("%w: plan of run %s: %v", ErrCorrupt, id, err)
 		}
 		steps := tx.Bucket(bucketSteps).Bucket([]byte(id))
 		if steps == nil {

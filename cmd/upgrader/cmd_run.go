@@ -64,7 +64,7 @@ when there is none; --yes answers every gate.
 				run, _, _ := db.LoadRun(id)
 				return withCode(exitError, fmt.Errorf("run %s is still %s: continue it with 'upgrader resume' (or 'upgrader status' to see where it stands)", id, run.State))
 			}
-			printPlan(out, plan)
+			printPlanBrief(out, plan)
 			fmt.Fprintln(out)
 			return a.execute(cmd, db, s.host, plan, "")
 		},

@@ -30,7 +30,21 @@ func kindLabel(k orchestrator.Kind) string {
 
 // printPlan writes the plan for people: header, findings, steps with the
 // point of no return drawn as a line, the outage window.
-func printPlan(w io.Writer, p orchestrator.Plan) {
+func printPlan(w io.Writer, p orchestrator.Plan) { printPlanAs(w, p, false) }
+
+// printPlanBrief is the header and findings only, for a run that starts.
+func printPlanBrief(w io.Writer, p orchestrator.Plan) {
+	printPlanAs(w, p, true)
+	if len(p.Steps) > 0 {
+		fmt.Fprintf(w, "\n%d steps", len(p.Steps))
+		if i := p.StepIndex(p.PointOfNoReturn); i >= 0 {
+			fmt.Fprintf(w, "; point of no return at step %d (%s)", i+1, p.PointOfNoReturn)
+		}
+		fmt.Fprintln(w, ".")
+	}
+}
+
+func printPlanAs(w io.Writer, p orchestrator.Plan, brief bool) {
 	fmt.Fprintf(w, "Plan: %s — %s\n", p.Procedure, p.Title)
 	host := p.Host
 	if p.Site != "" {
@@ -60,7 +74,7 @@ func printPlan(w io.Writer, p orchestrator.Plan) {
 		fmt.Fprintln(w, "\nNothing to do.")
 		return
 	}
-	if len(p.Steps) == 0 {
+	if len(p.Steps) == 0 || brief {
 		return
 	}
 	fmt.Fprintf(w, "\nSTEPS (%d)\n", len(p.Steps))

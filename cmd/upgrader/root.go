@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"upgrader/orchestrator"
 )
 
 // Exit codes, documented in --help.
@@ -101,6 +103,7 @@ terminal: 'upgrader resume' carries on where it stopped.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = version + " (catalog " + orchestrator.CatalogVersion + ")"
 	root.CompletionOptions.DisableDefaultCmd = true
 	f := root.PersistentFlags()
 	f.StringVar(&a.profilePath, "profile", envOr("UPGRADER_PROFILE", "/etc/upgrader/site.yaml"), "site profile (YAML)")
