@@ -273,17 +273,23 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 			e.notify(Notice{Kind: "progress", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: label, Done: done, Of: total})
 		},
 	}
-	inPlace, err := impl.Probe(ctx, sc)
+	// An irreversible step is never interrupted half-way by an operator's
+	// Ctrl-C: it finishes, is recorded, and the run stops after it.
+	stepCtx := ctx
+	if spec.Irreversible {
+		stepCtx = context.WithoutCancel(ctx)
+	}
+	inPlace, err := impl.Probe(stepCtx, sc)
 	if err != nil {
 		return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
 	}
 	if !inPlace {
-		if err := impl.Apply(ctx, sc); err != nil {
+		if err := impl.Apply(stepCtx, sc); err != nil {
 			return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
 		}
 	}
 	e.failpoint("after-effect", spec.ID)
-	out, err := impl.Verify(ctx, sc)
+	out, err := impl.Verify(stepCtx, sc)
 	if err != nil {
 		return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
 	}

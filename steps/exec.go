@@ -24,15 +24,19 @@ type ExecRunner struct{}
 
 var baseEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C"}
 
-// Run starts argv and waits for it. On cancellation the child gets SIGTERM
-// and, 10 s later, SIGKILL.
+// Run starts argv and waits for it. On cancellation the child's process
+// group gets SIGTERM and, 10 s later, the child SIGKILL.
 func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)) error {
 	if len(argv) == 0 {
 		return errors.New("empty command")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(append([]string(nil), baseEnv...), env...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// The child gets its own process group: a Ctrl-C on the operator's
+	// terminal reaches upgrader, which decides (an irreversible step is
+	// let finish), not the vendor tool directly.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

@@ -200,10 +200,12 @@ func TestSecondProcessIsRefused(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
+	paused := filepath.Join(s.root, "sim/control/paused")
 	defer func() { first.Process.Kill(); first.Wait() }()
-	if !waitFile(t, filepath.Join(s.root, "sim/control/paused"), 30*time.Second) {
+	if !waitFile(t, paused, 30*time.Second) {
 		t.Fatal("first run never reached the installer")
 	}
+	defer killToolGroup(t, paused)
 	start := time.Now()
 	r := s.mustRun(exitError, "status")
 	if !strings.Contains(r.stderr, "in use by another upgrader") || time.Since(start) > 10*time.Second {
@@ -232,4 +234,43 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 			t.Errorf("--help lacks %q", want)
 		}
 	}
+}
+
+// Ctrl-C during the irreversible installer lets it finish and records it;
+// the run stops after it and resume carries on.
+func TestInterruptLetsIrreversibleStepFinish(t *testing.T) {
+	s := newSim(t)
+	s.control("delay", "0.3")
+	c := s.cmd("run", "--yes")
+	var out strings.Builder
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(strings.Join(s.ledger(), " "), "installer_begin") {
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatalf("installer never started:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.Process.Signal(os.Interrupt)
+	err := c.Wait()
+	if err == nil {
+		t.Fatalf("run was not interrupted:\n%s", out.String())
+	}
+	st := s.mustRun(exitOK, "status", "-o", "json").stdout
+	var doc struct {
+		Steps []orchestrator.StepRecord `json:"steps"`
+	}
+	json.Unmarshal([]byte(st), &doc)
+	status := map[string]orchestrator.StepStatus{}
+	for _, r := range doc.Steps {
+		status[r.StepID] = r.Status
+	}
+	if status["upgrade-pom"] != orchestrator.StepDone || status["start-services"] != orchestrator.StepPending {
+		t.Fatalf("after Ctrl-C: upgrade-pom %s, start-services %s\n%s", status["upgrade-pom"], status["start-services"], out.String())
+	}
+	s.mustRun(exitOK, "resume", "--yes")
 }

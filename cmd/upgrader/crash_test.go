@@ -124,6 +124,11 @@ func killAt(t *testing.T, s *sim, kp killPoint) {
 	if err := syscall.Kill(-c.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// A vendor tool runs in a process group of its own; a power loss takes
+	// it down too.
+	if kp.tool != "" {
+		killToolGroup(t, mark)
+	}
 	<-exited
 	// The pause file was consumed when it fired; nothing of the crash
 	// harness may steer the resumed run.
@@ -157,4 +162,24 @@ func compareFinal(t *testing.T, want, got finalState) (duplicates int) {
 		t.Errorf("effects: got %v, want %v", got.Effects, want.Effects)
 	}
 	return duplicates
+}
+
+// killToolGroup kills the process group of the paused simulated tool whose
+// pid is in the marker file ("tool:n pid").
+func killToolGroup(t *testing.T, mark string) {
+	t.Helper()
+	b, err := os.ReadFile(mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var where string
+	var pid int
+	if _, err := fmt.Sscan(string(b), &where, &pid); err != nil || pid <= 1 {
+		t.Fatalf("marker %q: %v", b, err)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 500 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
