@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,13 +61,28 @@ func Open(dir string, timeout time.Duration) (*DB, error) {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	const keep = "do not delete it: move it aside for support, and tell support the run was in progress"
+	// bbolt initialises an empty file as a new database: an existing state
+	// file that lost its content must stop here, not start afresh.
+	existed := false
+	if st, err := os.Stat(path); err == nil {
+		if st.Size() == 0 {
+			return nil, fmt.Errorf("%w: %s is empty; %s", ErrCorrupt, path, keep)
+		}
+		existed = true
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
 	if err != nil {
+		var pathErr *fs.PathError
+		var errno syscall.Errno
 		switch {
 		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, fmt.Errorf("%w: %s is locked; stop the other upgrader (or wait for it to finish) and try again", ErrLocked, path)
-		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
-			return nil, fmt.Errorf("%w: %s: %v; keep the file for support and restore the latest snapshot, do not delete it", ErrCorrupt, path, err)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch),
+			// Any other refusal of an existing file that is not an OS
+			// error is about its content (e.g. "file size too small").
+			existed && !errors.As(err, &pathErr) && !errors.As(err, &errno):
+			return nil, fmt.Errorf("%w: %s: %v; %s", ErrCorrupt, path, err, keep)
 		}
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}

@@ -101,7 +101,9 @@ func syncDir(dir string) error {
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	uid, gid := -1, -1
-	if st, err := os.Lstat(path); err == nil {
+	// Only a regular file's mode and owner are kept: a symlink's are
+	// 0777 and would make the new file world-writable.
+	if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() {
 		mode = st.Mode().Perm()
 		if s, ok := st.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(s.Uid), int(s.Gid)

@@ -39,7 +39,10 @@ type MediaCheck struct {
 	SigPath  string // default ISO.sha256.sig
 	// PinSHA256 is the expected SHA-256 of the certificate (DER), optional.
 	PinSHA256 string
-	Progress  orchestrator.Progress
+	// TrustAnchor is a PEM file of CA certificates the signing certificate
+	// must chain to (for code signing), optional.
+	TrustAnchor string
+	Progress    orchestrator.Progress
 }
 
 // Run performs the check.
@@ -92,6 +95,12 @@ func (m MediaCheck) Run() (MediaResult, error) {
 	if res.SignedForm == "" {
 		return MediaResult{}, fmt.Errorf("%s does not verify the line %q with the key of %s: the sum or the signature is not the published one", m.SigPath, line, m.CertPath)
 	}
+	if m.TrustAnchor != "" {
+		if err := verifyChain(cert, m.TrustAnchor); err != nil {
+			return MediaResult{}, fmt.Errorf("%s: %w", m.CertPath, err)
+		}
+		res.Origin = "trust-anchor"
+	}
 	if m.PinSHA256 != "" {
 		fp := sha256.Sum256(cert.Raw)
 		if hex.EncodeToString(fp[:]) != strings.ToLower(m.PinSHA256) {
@@ -100,6 +109,23 @@ func (m MediaCheck) Run() (MediaResult, error) {
 		res.Origin = "pinned"
 	}
 	return res, nil
+}
+
+// verifyChain proves the certificate was issued for code signing by one of
+// the trust anchors in the PEM file.
+func verifyChain(cert *x509.Certificate, anchorFile string) error {
+	b, err := os.ReadFile(anchorFile)
+	if err != nil {
+		return fmt.Errorf("trust anchor: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		return fmt.Errorf("trust anchor %s holds no PEM certificate", anchorFile)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}); err != nil {
+		return fmt.Errorf("certificate does not chain to the trust anchor %s: %w", anchorFile, err)
+	}
+	return nil
 }
 
 func readCertificate(path string) (*x509.Certificate, error) {
@@ -129,7 +155,8 @@ func (s verifyMedia) Apply(context.Context, orchestrator.StepContext) error { re
 func (s verifyMedia) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
 	size, _ := strconv.ParseInt(sc.Spec.Params["size"], 10, 64)
 	res, err := MediaCheck{ISO: s.h.Profile.Path(sc.Spec.Params["iso"]), SHA256: sc.Spec.Params["sha256"], Size: size,
-		PinSHA256: s.h.Profile.Media.PinSHA256, Progress: sc.Progress}.Run()
+		PinSHA256: s.h.Profile.Media.PinSHA256, TrustAnchor: s.h.Profile.Path(s.h.Profile.Media.TrustAnchor),
+		Progress: sc.Progress}.Run()
 	if err != nil {
 		return orchestrator.Outputs{}, err
 	}

@@ -39,7 +39,10 @@ func SetMPPParams(data []byte, values map[string]string) ([]byte, bool, error) {
 		re := paramRE(name)
 		switch locs := re.FindAllSubmatchIndex(out, -1); len(locs) {
 		case 0:
-			out = insertParam(out, name, want)
+			var ok bool
+			if out, ok = insertParam(out, name, want); !ok {
+				return data, false, fmt.Errorf("parameter %s is missing and the file has no ccxml parameter to add it next to: fix the file by hand first", name)
+			}
 		case 1:
 			l := locs[0]
 			out = append(append(append([]byte(nil), out[:l[4]]...), want...), out[l[5]:]...)
@@ -54,7 +57,8 @@ var paramLine = regexp.MustCompile(`(?m)^([ \t]*)<parameter\s+name="([^"]*)"[^\n
 
 // insertParam adds a parameter line after the last ccxml parameter line
 // (the category it belongs to), with that line's indentation and ending.
-func insertParam(data []byte, name, value string) []byte {
+// It reports false when there is no such line.
+func insertParam(data []byte, name, value string) ([]byte, bool) {
 	var l []int
 	for _, loc := range paramLine.FindAllSubmatchIndex(data, -1) {
 		if strings.HasPrefix(string(data[loc[4]:loc[5]]), "ccxml.") {
@@ -62,11 +66,11 @@ func insertParam(data []byte, name, value string) []byte {
 		}
 	}
 	if l == nil {
-		return data // nowhere that surely is the ccxml category; Verify will report it
+		return data, false // nowhere that surely is the ccxml category
 	}
 	indent, eol := data[l[2]:l[3]], data[l[6]:l[7]]
 	line := fmt.Sprintf("%s<parameter name=%q>%s</parameter>%s", indent, name, value, eol)
-	return append(append(append([]byte(nil), data[:l[1]]...), line...), data[l[1]:]...)
+	return append(append(append([]byte(nil), data[:l[1]]...), line...), data[l[1]:]...), true
 }
 
 func (s mppConfig) file(sc orchestrator.StepContext) string {
@@ -103,7 +107,12 @@ func (s mppConfig) Apply(_ context.Context, sc orchestrator.StepContext) error {
 	// The first copy is the original: a later attempt must not overwrite
 	// it with a half-edited file.
 	if _, err := os.Stat(p + OriginalSuffix); os.IsNotExist(err) {
-		if err := WriteFileAtomic(p+OriginalSuffix, data, 0o644); err != nil {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		// The copy is as readable as the original, no more.
+		if err := WriteFileAtomic(p+OriginalSuffix, data, st.Mode().Perm()); err != nil {
 			return fmt.Errorf("back up %s: %w", p, err)
 		}
 	} else if err != nil {
