@@ -170,10 +170,12 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 		case StateWaitingOperator:
 			i := NextStep(recs)
 			out.Step = stepIDAt(run, i)
+			spec := run.Plan.Steps[i]
+			e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: spec.Instructions})
 			if opts.Confirm == nil {
 				return out, nil
 			}
-			att, ok := opts.Confirm(run.Plan.Steps[i])
+			att, ok := opts.Confirm(spec)
 			if !ok {
 				return out, nil
 			}
@@ -189,7 +191,6 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			}
 			spec := run.Plan.Steps[i]
 			if spec.Kind == KindGate && recs[i].Confirmation == nil {
-				e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: spec.Instructions})
 				err = e.transition(&run, recs, EventPause, engineActor, "waiting for the operator at "+spec.ID)
 				break
 			}

@@ -221,7 +221,8 @@ func (a *app) confirmer(cmd *cobra.Command, out io.Writer) func(orchestrator.Ste
 		if !isTerminal(a.stdin) {
 			return nil, false
 		}
-		fmt.Fprintf(out, "\n%s\n%s\nType yes when done (ENTER leaves the run waiting): ", spec.Title, spec.Instructions)
+		// The instructions were just shown with the step.
+		fmt.Fprintf(out, "      Type yes when done (ENTER leaves the run waiting): ")
 		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
 		if strings.EqualFold(strings.TrimSpace(line), "yes") {
 			return map[string]string{"answer": "yes", "via": "terminal"}, true
