@@ -91,7 +91,7 @@ func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error
 		return Run{}, errors.New("the plan has nothing to do")
 	}
 	if plan.Fingerprint != Fingerprint(plan) {
-		return Run{}, errors.New("plan fingerprint does not match its content")
+		return Run{}, fmt.Errorf("%w: the plan was changed after it was fingerprinted", ErrFingerprintMismatch)
 	}
 	now := e.now()
 	run := Run{ID: runID, Plan: plan, Profile: profilePath, State: StatePlanned, CreatedAt: now, UpdatedAt: now}
@@ -169,6 +169,9 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			err = e.transition(&run, recs, EventRetry, opts.Actor, "retry "+out.Step)
 		case StateWaitingOperator:
 			i := NextStep(recs)
+			if i < 0 {
+				return out, fmt.Errorf("run %s waits for an operator but has no step left: the state is inconsistent", run.ID)
+			}
 			out.Step = stepIDAt(run, i)
 			spec := run.Plan.Steps[i]
 			e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: spec.Instructions})
@@ -282,17 +285,17 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	}
 	inPlace, err := impl.Probe(stepCtx, sc)
 	if err != nil {
-		return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
+		return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
 	}
 	if !inPlace {
 		if err := impl.Apply(stepCtx, sc); err != nil {
-			return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
+			return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
 		}
 	}
 	e.failpoint("after-effect", spec.ID)
 	out, err := impl.Verify(stepCtx, sc)
 	if err != nil {
-		return e.failOrCancel(ctx, run, recs, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
+		return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
 	}
 
 	rec.Status, rec.FinishedAt, rec.Outputs, rec.AlreadyInPlace = StepDone, e.now(), out, inPlace
@@ -405,6 +408,9 @@ func (e *Engine) Replan(runID string, plan Plan, actor string) error {
 	}
 	if plan.NothingToDo || len(plan.Blockers) > 0 {
 		return errors.New("the new plan has blockers or nothing to do: it cannot replace a run in progress")
+	}
+	if plan.Fingerprint != Fingerprint(plan) {
+		return fmt.Errorf("%w: the new plan was changed after it was fingerprinted", ErrFingerprintMismatch)
 	}
 	next := make([]StepRecord, len(plan.Steps))
 	for i, s := range plan.Steps {

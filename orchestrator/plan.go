@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -130,7 +131,7 @@ func BuildPlan(in PlanInput) (Plan, error) {
 		Procedure: proc.ID,
 		Title:     proc.Title,
 		Site:      in.Profile.Site,
-		Facts:     in.Facts,
+		Facts:     maps.Clone(in.Facts), // a copy: the plan is a value; the caller's map may change
 		Blockers:  []Finding{},
 		Warnings:  []Finding{},
 		Notes:     []Finding{},

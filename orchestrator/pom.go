@@ -20,6 +20,13 @@ var (
 	pomReleaseNote = "POM 3.1.1 SP1 Release Notes"
 )
 
+// The MPP patch files as the vendor names them: Version.String drops the
+// leading zero of 0622, and nobody finds a "7.2.1.0.622.tar.gz".
+const (
+	ep720MPPPatchFile = "7.2.0.0.1202.tar.gz"
+	ep721MPPPatchFile = "7.2.1.0.0622.tar.gz"
+)
+
 // The two MPP parameters EP 7.2 sites set when they stay on 7.2.
 const (
 	MPPRuntimeSizeParam = "ccxml.jsi.runtimesize"
@@ -158,12 +165,12 @@ func pomEPFindings(in PlanInput, p *Plan) {
 		return
 	}
 	var need Version
-	var download string
+	var file, download string
 	switch {
 	case ep.Compare(ep721) >= 0 && ok721(ep):
-		need, download = ep721MPPPatch, "AAEP0000104"
+		need, file, download = ep721MPPPatch, ep721MPPPatchFile, "AAEP0000104"
 	case ep.Compare(ep720) >= 0 && ep.Compare(ep721) < 0:
-		need, download = ep720MPPPatch, "AAEP0000077"
+		need, file, download = ep720MPPPatch, ep720MPPPatchFile, "AAEP0000077"
 	default:
 		p.Warnings = append(p.Warnings, Finding{ID: "ep-version-not-covered", Severity: SeverityWarning, Skip: SkipWithReason,
 			Refs:    pomRef("Product compatibility"),
@@ -179,8 +186,8 @@ func pomEPFindings(in PlanInput, p *Plan) {
 		}
 		p.Blockers = append(p.Blockers, Finding{ID: "ep-mpp-patch-missing", Severity: SeverityBlocker, Skip: SkipNever,
 			Refs: pomRef("Required patches"),
-			Message: fmt.Sprintf("Experience Portal %s needs MPP patch %s.tar.gz (download ID %s) on every MPP; installed: %s. "+
-				"Install the patch, then record it as ep.mpp_patch in the profile", ep, need, download, have)})
+			Message: fmt.Sprintf("Experience Portal %s needs MPP patch %s (download ID %s) on every MPP; installed: %s. "+
+				"Install the patch, then record it as ep.mpp_patch in the profile", ep, file, download, have)})
 	}
 	if ep.Compare(ep721) < 0 {
 		for _, k := range []struct{ id, what string }{

@@ -1,0 +1,192 @@
+package profile_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"upgrader/orchestrator/profile"
+)
+
+const goodSum = "4bba4c54aa533f7129361ec262c4343949dc3c8d240d17d217edefc910131193"
+
+func TestDecodeSimhostProfile(t *testing.T) {
+	// The profile shipped with the simulated host must keep decoding.
+	path := filepath.Join("..", "..", "testdata", "simhost", "profile.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Decode(data, base)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if p.Site != "sim-pom-01" || p.Procedure != "pom-3.1.1-sp1-upgrade" {
+		t.Errorf("site %q procedure %q", p.Site, p.Procedure)
+	}
+	if want := filepath.Join(base, "root"); p.Root != want {
+		t.Errorf("root %q, want %q (relative to the profile's directory)", p.Root, want)
+	}
+	if len(p.MPPs) != 2 || p.MPPs[1].Name != "mpp2" || p.Media.Size != 270336 || p.Media.SHA256 != goodSum {
+		t.Errorf("decoded %+v / %+v", p.MPPs, p.Media)
+	}
+	if got := p.Command(p.POM.Installer); !slices.Equal(got, []string{filepath.Join(base, "root", "sim/bin/pom-installer"), "--iso", "{iso}", "--silent"}) {
+		t.Errorf("installer argv %q", got)
+	}
+}
+
+func TestDecodeValid(t *testing.T) {
+	base := t.TempDir()
+	tests := []struct {
+		name     string
+		yaml     string
+		wantRoot string
+	}{
+		{"no root means the real server", "site: a\n", "/"},
+		{"relative root from the profile's directory", "site: a\nroot: sim/root\n", filepath.Join(base, "sim", "root")},
+		{"relative root with dot-dot", "root: ../elsewhere\n", filepath.Join(filepath.Dir(base), "elsewhere")},
+		{"absolute root is cleaned", "root: /srv//sim/\n", "/srv/sim"},
+		{"comments and empty lists", "# site profile\nsite: a\nmpps: []\nservice_command: []\n", "/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := profile.Decode([]byte(tt.yaml), base)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if p.Root != tt.wantRoot {
+				t.Errorf("root %q, want %q", p.Root, tt.wantRoot)
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error
+	}{
+		{"empty", "", []string{"profile is empty"}},
+		{"unknown key names its line", "site: a\nprocedure: p\nsurprise: 1\n", []string{"line 3", "surprise"}},
+		{"unknown nested key", "pom:\n  home: /opt/pom\n  hom: /opt/pom\n", []string{"line 3", "hom"}},
+		{"misspelt section", "site: a\nmedias:\n  dir: /media\n", []string{"line 2", "medias"}},
+		{"wrong type", "db:\n  port: five\n", []string{"line 2"}},
+		{"not YAML", "site: [a\n", []string{"profile:"}},
+		{"bad regex", "pom:\n  version:\n    pattern: 'POMVersion=(\\S+'\n", []string{"pom.version.pattern"}},
+		{"pattern without a group", "pom:\n  version:\n    pattern: 'POMVersion=\\S+'\n", []string{"exactly one group", "has 0"}},
+		{"pattern with two groups", "pom:\n  version:\n    pattern: '(POM)Version=(\\S+)'\n", []string{"exactly one group", "has 2"}},
+		{"relative service command", "service_command: [service]\n", []string{`"service"`, "absolute path"}},
+		{"relative installer", "pom:\n  installer: [bin/installer, --silent]\n", []string{`"bin/installer"`, "absolute path"}},
+		{"iso with a slash", "media:\n  dir: /media\n  iso: ../etc/passwd\n", []string{"media.iso", "file name inside media.dir"}},
+		{"iso is dot-dot", "media:\n  dir: /media\n  iso: ..\n", []string{"media.iso"}},
+		{"sha256 too short", "media:\n  sha256: 4bba4c54\n", []string{"media.sha256", "64 hex digits"}},
+		{"sha256 not hex", "media:\n  sha256: " + strings.Repeat("zz", 32) + "\n", []string{"media.sha256"}},
+		{"relative pom.home", "pom:\n  home: opt/pom\n", []string{"pom.home", "absolute path"}},
+		{"relative backup dir", "db:\n  backup_dir: backups\n", []string{"db.backup_dir"}},
+		{"relative password file", "db:\n  password_file: pgpass\n", []string{"db.password_file"}},
+		{"mpp without config", "mpps:\n  - name: mpp1\n", []string{"mpps[0]"}},
+		{"every problem is reported", "media:\n  iso: a/b\n  sha256: x\nservice_command: [svc]\n",
+			[]string{"media.iso", "media.sha256", `"svc"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := profile.Decode([]byte(tt.yaml), t.TempDir())
+			if err == nil {
+				t.Fatalf("Decode accepted:\n%s", tt.yaml)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestPathNeverEscapesRoot(t *testing.T) {
+	p := profile.Profile{Root: "/srv/sim"}
+	tests := []struct{ in, want string }{
+		{"/etc/passwd", "/srv/sim/etc/passwd"},
+		{"../../etc/passwd", "/srv/sim/etc/passwd"},
+		{"/../../etc/passwd", "/srv/sim/etc/passwd"},
+		{"/opt/../../../../etc/shadow", "/srv/sim/etc/shadow"},
+		{"a/../../..", "/srv/sim"},
+		{"..", "/srv/sim"},
+		{"/", "/srv/sim"},
+		{"/opt/./Avaya//POM/", "/srv/sim/opt/Avaya/POM"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := p.Path(tt.in)
+			if got != tt.want {
+				t.Errorf("Path(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if got != "" && got != p.Root && !strings.HasPrefix(got, p.Root+"/") {
+				t.Errorf("Path(%q) = %q escapes the root %q", tt.in, got, p.Root)
+			}
+		})
+	}
+	// On a real server Root is "/" and paths are used as written.
+	if got := (profile.Profile{Root: "/"}).Path("/etc/upgrader/pgpass"); got != "/etc/upgrader/pgpass" {
+		t.Errorf("with root /: %q", got)
+	}
+}
+
+func TestCommandAndISOPath(t *testing.T) {
+	p := profile.Profile{Root: "/srv/sim", Media: profile.Media{Dir: "/media", ISO: "pom.iso"}}
+	if got := p.Command([]string{"/sim/bin/service", "vpms", "stop"}); !slices.Equal(got, []string{"/srv/sim/sim/bin/service", "vpms", "stop"}) {
+		t.Errorf("Command: %q (only argv[0] moves under the root)", got)
+	}
+	if got := p.Command([]string{"../../bin/sh", "-c", "../x"}); got[0] != "/srv/sim/bin/sh" || got[2] != "../x" {
+		t.Errorf("Command with dot-dot: %q", got)
+	}
+	if got := p.Command(nil); got != nil {
+		t.Errorf("Command(nil) = %q", got)
+	}
+	if got := p.ISOPath(); got != "/srv/sim/media/pom.iso" {
+		t.Errorf("ISOPath = %q", got)
+	}
+}
+
+func TestDigest(t *testing.T) {
+	const doc = "site: a\nroot: /srv/sim\nmedia:\n  dir: /media\n  iso: pom.iso\n  sha256: " + goodSum + "\nmpps:\n  - name: mpp1\n    config: /opt/mpp1.xml\n"
+	decode := func(t *testing.T, y string) profile.Profile {
+		t.Helper()
+		p, err := profile.Decode([]byte(y), "/unused")
+		if err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+		return p
+	}
+	base := decode(t, doc).Digest()
+	if len(base) != 64 || strings.Trim(base, "0123456789abcdef") != "" {
+		t.Fatalf("digest %q is not 64 hex digits", base)
+	}
+	tests := []struct {
+		name    string
+		yaml    string
+		changed bool
+	}{
+		{"same document", doc, false},
+		{"comments and key order do not count", "# hi\nmpps:\n  - config: /opt/mpp1.xml\n    name: mpp1\nroot: /srv/sim\nsite: a\nmedia:\n  sha256: " + goodSum + "\n  iso: pom.iso\n  dir: /media\n", false},
+		{"site renamed", strings.Replace(doc, "site: a", "site: b", 1), true},
+		{"published sum", strings.Replace(doc, goodSum, strings.Repeat("0", 64), 1), true},
+		{"mpp config", strings.Replace(doc, "/opt/mpp1.xml", "/opt/mpp9.xml", 1), true},
+		{"ep moving to 7.2.1", doc + "ep:\n  moving_to_7_2_1: true\n", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := decode(t, tt.yaml).Digest(); (got != base) != tt.changed {
+				t.Errorf("digest changed = %v, want %v", got != base, tt.changed)
+			}
+		})
+	}
+}
