@@ -53,6 +53,12 @@ func Setup(dir string) (Sim, error) {
 	if err := os.Chmod(filepath.Join(s.Root, "etc/upgrader/pgpass"), 0o600); err != nil {
 		return s, err
 	}
+	// git keeps no empty directories: make the ones the simulator writes to.
+	for _, d := range []string{"sim/control", "var/log"} {
+		if err := os.MkdirAll(filepath.Join(s.Root, d), 0o755); err != nil {
+			return s, err
+		}
+	}
 	return s, SignMedia(s.ISO)
 }
 
