@@ -79,13 +79,19 @@ func (a *app) procedureFor(p profile.Profile) (string, error) {
 	return id, nil
 }
 
-func (a *app) buildPlan(s setup) (orchestrator.Plan, error) {
+// planHere reads the profile and the host and plans the procedure.
+func (a *app) planHere() (setup, orchestrator.Plan, error) {
+	s, err := a.loadSetup(a.profilePath)
+	if err != nil {
+		return s, orchestrator.Plan{}, err
+	}
 	id, err := a.procedureFor(s.profile)
 	if err != nil {
-		return orchestrator.Plan{}, err
+		return s, orchestrator.Plan{}, err
 	}
-	return orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: id, Facts: s.facts, Profile: s.profile,
+	plan, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: id, Facts: s.facts, Profile: s.profile,
 		Options: orchestrator.Options{With: a.with}})
+	return s, plan, err
 }
 
 func (a *app) openState() (*state.DB, error) {

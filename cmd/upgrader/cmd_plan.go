@@ -23,11 +23,7 @@ the fingerprint.
   upgrader plan --profile site.yaml --assume pom.version=3.1.0      # what if?`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.loadSetup(a.profilePath)
-			if err != nil {
-				return err
-			}
-			plan, err := a.buildPlan(s)
+			_, plan, err := a.planHere()
 			if err != nil {
 				return err
 			}

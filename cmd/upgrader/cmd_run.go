@@ -37,11 +37,7 @@ when there is none; --yes answers every gate.
   upgrader run --profile site.yaml --expect-fingerprint 3f2a9c0d1e4b5a6f --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.loadSetup(a.profilePath)
-			if err != nil {
-				return err
-			}
-			plan, err := a.buildPlan(s)
+			s, plan, err := a.planHere()
 			if err != nil {
 				return err
 			}
