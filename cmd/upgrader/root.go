@@ -30,7 +30,7 @@ const exitCodesHelp = `Exit codes:
   4  a step failed
   5  paused at an operator gate`
 
-// exitError carries an exit code to Main.
+// codeError carries an exit code to Main.
 type codeError struct {
 	code int
 	err  error
