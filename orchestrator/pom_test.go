@@ -15,7 +15,7 @@ import (
 
 const pomProc = "pom-3.1.1-sp1-upgrade"
 
-// simProfile is the simulated host's site profile (testdata/simhost/profile.yaml)
+// simProfile is the simulated host's site profile (testdata/simhost/pom/profile.yaml)
 // as a real site would write it: no media.size, so the file list's size applies.
 func simProfile() profile.Profile {
 	return profile.Profile{

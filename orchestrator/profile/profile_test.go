@@ -14,7 +14,7 @@ const goodSum = "4bba4c54aa533f7129361ec262c4343949dc3c8d240d17d217edefc91013119
 
 func TestDecodeSimhostProfile(t *testing.T) {
 	// The profile shipped with the simulated host must keep decoding.
-	path := filepath.Join("..", "..", "testdata", "simhost", "profile.yaml")
+	path := filepath.Join("..", "..", "testdata", "simhost", "pom", "profile.yaml")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

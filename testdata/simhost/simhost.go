@@ -1,6 +1,11 @@
-// Package simhost sets up the bundled simulated POM 3.1.1 host for tests
-// and the demo: a copy of the host tree, its site profile, and media signed
-// with a signing key and certificate made on the spot.
+// Package simhost sets up the bundled simulated hosts for tests and the
+// demo: a copy of a host tree with the simulated vendor tools (bin/), its
+// site profile, and media signed with a key and certificate made on the spot.
+//
+// Hosts: pom (POM 3.1.1 on EP 7.2), pc41 and pc411 (Proactive Contact 4.1
+// and 4.1.1), pcbare (bare metal for a fresh install), dl385 (an HP
+// ProLiant DL385 G5 running PC 4.1, migration source) and x3650 (an IBM
+// System x3650 M2, migration target).
 package simhost
 
 import (
@@ -39,19 +44,31 @@ func Source() string {
 	return filepath.Dir(file)
 }
 
-// Setup copies the simulated host into dir and signs its media.
-func Setup(dir string) (Sim, error) {
-	src := Source()
+// Hosts lists the simulated hosts.
+var Hosts = []string{"pom", "pc41", "pc411", "pcbare", "dl385", "x3650"}
+
+// Setup copies the simulated POM 3.1.1 host into dir and signs its media.
+func Setup(dir string) (Sim, error) { return SetupHost("pom", dir) }
+
+// SetupHost copies the named simulated host into dir with the simulated
+// vendor tools, and signs its media if it has an ISO.
+func SetupHost(name, dir string) (Sim, error) {
+	src := filepath.Join(Source(), name)
 	s := Sim{Dir: dir, Root: filepath.Join(dir, "root"), Profile: filepath.Join(dir, "profile.yaml")}
 	s.ISO = filepath.Join(s.Root, "media", ISOName)
 	if err := copyTree(filepath.Join(src, "root"), s.Root); err != nil {
+		return s, fmt.Errorf("simulated host %q: %w", name, err)
+	}
+	if err := copyTree(filepath.Join(Source(), "bin"), filepath.Join(s.Root, "sim/bin")); err != nil {
 		return s, err
 	}
 	if err := copyFile(filepath.Join(src, "profile.yaml"), s.Profile, 0o644); err != nil {
 		return s, err
 	}
-	if err := os.Chmod(filepath.Join(s.Root, "etc/upgrader/pgpass"), 0o600); err != nil {
-		return s, err
+	if pgpass := filepath.Join(s.Root, "etc/upgrader/pgpass"); exists(pgpass) {
+		if err := os.Chmod(pgpass, 0o600); err != nil {
+			return s, err
+		}
 	}
 	// git keeps no empty directories: make the ones the simulator writes to.
 	for _, d := range []string{"sim/control", "var/log"} {
@@ -59,7 +76,16 @@ func Setup(dir string) (Sim, error) {
 			return s, err
 		}
 	}
+	if !exists(s.ISO) {
+		s.ISO = ""
+		return s, nil
+	}
 	return s, SignMedia(s.ISO)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // SignMedia writes ISO.sha256.crt and ISO.sha256.sig the way the vendor

@@ -1,5 +1,5 @@
-// Command mksim sets up the simulated POM 3.1.1 host in a directory:
-// go run ./testdata/simhost/mksim DIR
+// Command mksim sets up a simulated host in a directory:
+// go run ./testdata/simhost/mksim [HOST] DIR   (HOST defaults to pom)
 package main
 
 import (
@@ -10,11 +10,17 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: mksim DIR")
+	host, dir := "pom", ""
+	switch len(os.Args) {
+	case 2:
+		dir = os.Args[1]
+	case 3:
+		host, dir = os.Args[1], os.Args[2]
+	default:
+		fmt.Fprintf(os.Stderr, "usage: mksim [HOST] DIR; hosts: %v\n", simhost.Hosts)
 		os.Exit(2)
 	}
-	s, err := simhost.Setup(os.Args[1])
+	s, err := simhost.SetupHost(host, dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mksim:", err)
 		os.Exit(1)
