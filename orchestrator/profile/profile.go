@@ -25,12 +25,14 @@ type Profile struct {
 	Root      string `yaml:"root" json:"root"`
 	// ServiceCommand is the argv prefix that controls services:
 	// ServiceCommand + [name, start|stop|status].
-	ServiceCommand []string `yaml:"service_command" json:"service_command"`
-	POM            POM      `yaml:"pom" json:"pom"`
-	EP             EP       `yaml:"ep" json:"ep"`
-	MPPs           []MPP    `yaml:"mpps" json:"mpps"`
-	Media          Media    `yaml:"media" json:"media"`
-	DB             DB       `yaml:"db" json:"db"`
+	ServiceCommand []string   `yaml:"service_command" json:"service_command"`
+	Host           HostConfig `yaml:"host" json:"host"`
+	POM            POM        `yaml:"pom" json:"pom"`
+	PC             PC         `yaml:"pc" json:"pc"`
+	EP             EP         `yaml:"ep" json:"ep"`
+	MPPs           []MPP      `yaml:"mpps" json:"mpps"`
+	Media          Media      `yaml:"media" json:"media"`
+	DB             DB         `yaml:"db" json:"db"`
 }
 
 // POM says where Proactive Outreach Manager lives and how to upgrade it.
@@ -43,11 +45,39 @@ type POM struct {
 	Installer []string `yaml:"installer" json:"installer"`
 }
 
-// VersionSource reads an installed version from a file: the first match of
-// Pattern's first group.
+// HostConfig says how to reboot the host and tell that it rebooted.
+type HostConfig struct {
+	// BootIDFile changes at every boot (default
+	// /proc/sys/kernel/random/boot_id).
+	BootIDFile string `yaml:"boot_id_file" json:"boot_id_file"`
+	// RebootCommand asks the host to reboot (default [/sbin/reboot]).
+	RebootCommand []string `yaml:"reboot_command" json:"reboot_command"`
+}
+
+// PC says where Proactive Contact lives and how to install its parts.
+type PC struct {
+	Home     string   `yaml:"home" json:"home"`
+	Services []string `yaml:"services" json:"services"`
+	// BackupDir holds the data backup a migration carries to the new server.
+	BackupDir string `yaml:"backup_dir" json:"backup_dir"`
+	// Products says how to read each installed product's version:
+	// linux-es, dialer, database, supervisor, agent, agent-api.
+	Products map[string]VersionSource `yaml:"products" json:"products"`
+	// Installers maps a step id (dialer-4.1.2, supervisor, …) to the
+	// vendor installer's argv.
+	Installers map[string][]string `yaml:"installers" json:"installers"`
+	// Backup and Restore are the data backup tools' argv; "{backup}" is
+	// replaced by the backup file's path.
+	Backup  []string `yaml:"backup" json:"backup"`
+	Restore []string `yaml:"restore" json:"restore"`
+}
+
+// VersionSource reads an installed version: the first match of Pattern's
+// first group in File, or in the output of Command.
 type VersionSource struct {
-	File    string `yaml:"file" json:"file"`
-	Pattern string `yaml:"pattern" json:"pattern"`
+	File    string   `yaml:"file" json:"file"`
+	Command []string `yaml:"command" json:"command,omitempty"`
+	Pattern string   `yaml:"pattern" json:"pattern"`
 }
 
 // EP describes the Experience Portal the POM runs on.
@@ -122,17 +152,34 @@ func (p Profile) validate() error {
 	for _, f := range []struct{ name, path string }{
 		{"pom.home", p.POM.Home}, {"pom.version.file", p.POM.Version.File}, {"media.dir", p.Media.Dir},
 		{"db.backup_dir", p.DB.BackupDir}, {"db.password_file", p.DB.PasswordFile},
+		{"pc.home", p.PC.Home}, {"pc.backup_dir", p.PC.BackupDir}, {"host.boot_id_file", p.Host.BootIDFile},
 	} {
 		if f.path != "" && !filepath.IsAbs(f.path) {
 			bad("%s %q must be an absolute path", f.name, f.path)
 		}
 	}
-	if p.POM.Version.Pattern != "" {
-		re, err := regexp.Compile(p.POM.Version.Pattern)
+	sources := map[string]VersionSource{"pom.version": p.POM.Version}
+	for name, src := range p.PC.Products {
+		sources["pc.products."+name] = src
+	}
+	for name, src := range sources {
+		if src.File == "" && len(src.Command) == 0 {
+			if src.Pattern != "" {
+				bad("%s needs a file or a command to read", name)
+			}
+			continue
+		}
+		if src.File != "" && len(src.Command) > 0 {
+			bad("%s: give a file or a command, not both", name)
+		}
+		if src.File != "" && !filepath.IsAbs(src.File) {
+			bad("%s.file %q must be an absolute path", name, src.File)
+		}
+		re, err := regexp.Compile(src.Pattern)
 		if err != nil {
-			bad("pom.version.pattern: %v", err)
+			bad("%s.pattern: %v", name, err)
 		} else if re.NumSubexp() != 1 {
-			bad("pom.version.pattern must have exactly one group (the version), has %d", re.NumSubexp())
+			bad("%s.pattern must have exactly one group (the version), has %d", name, re.NumSubexp())
 		}
 	}
 	if p.Media.ISO != "" && (strings.ContainsRune(p.Media.ISO, '/') || p.Media.ISO == ".." || p.Media.ISO == ".") {
@@ -148,7 +195,14 @@ func (p Profile) validate() error {
 			bad("mpps[%d] needs a name and a config path", i)
 		}
 	}
-	for _, c := range [][]string{p.ServiceCommand, p.POM.Installer} {
+	commands := [][]string{p.ServiceCommand, p.POM.Installer, p.Host.RebootCommand, p.PC.Backup, p.PC.Restore}
+	for _, src := range sources {
+		commands = append(commands, src.Command)
+	}
+	for _, argv := range p.PC.Installers {
+		commands = append(commands, argv)
+	}
+	for _, c := range commands {
 		if len(c) > 0 && !filepath.IsAbs(c[0]) {
 			bad("command %q must start with an absolute path (no shell, no PATH lookup)", c[0])
 		}
@@ -173,12 +227,31 @@ func (p Profile) Command(argv []string) []string {
 	return out
 }
 
+// BootIDFile is where the boot id is read.
+func (p Profile) BootIDFile() string {
+	if p.Host.BootIDFile != "" {
+		return p.Path(p.Host.BootIDFile)
+	}
+	return p.Path("/proc/sys/kernel/random/boot_id")
+}
+
+// RebootCommand is the argv that asks the host to reboot.
+func (p Profile) RebootCommand() []string {
+	if len(p.Host.RebootCommand) > 0 {
+		return p.Command(p.Host.RebootCommand)
+	}
+	return p.Command([]string{"/sbin/reboot"})
+}
+
 // ISOPath is where the installation ISO is expected.
 func (p Profile) ISOPath() string { return filepath.Join(p.Path(p.Media.Dir), p.Media.ISO) }
 
 // Digest is a stable hash of the decoded profile; it enters the plan
-// fingerprint so a changed profile is noticed on resume.
+// fingerprint so a changed profile is noticed on resume. Root is left out:
+// it says where the host's files are, not what the plan does, and the same
+// profile moves with a migration from one server to the other.
 func (p Profile) Digest() string {
+	p.Root = ""
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(err) // plain struct of strings: cannot fail
