@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +51,11 @@ type ExecOptions struct {
 	// Retry tries the step again if the run is failed when Execute is
 	// called; a step that fails during this call stays failed.
 	Retry bool
+	// Role is which server of a two-server procedure this host is
+	// (RoleSource, RoleTarget); steps for the other one are not run here.
+	Role string
+
+	resumed bool // the loop is in its first pass
 }
 
 // Outcome is where an Execute call left the run.
@@ -57,6 +64,9 @@ type Outcome struct {
 	State State
 	Step  string // the failed, waiting or last step
 	Error string // why the step failed
+	// HandOver names the server the next step runs on when it is not this
+	// one: the run must be exported and imported there.
+	HandOver string
 }
 
 const engineActor = "engine"
@@ -140,6 +150,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 	if err != nil {
 		return Outcome{RunID: runID}, err
 	}
+	opts.resumed = true
 	for {
 		if err := ctx.Err(); err != nil {
 			return Outcome{RunID: runID, State: run.State}, err
@@ -184,8 +195,14 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			}
 			err = e.confirm(&run, recs, i, opts.Actor, att)
 		case StateRebooting:
-			// The reboot step is probed like any step found started.
-			err = e.transition(&run, recs, EventRebooted, engineActor, "host is back")
+			// The reboot step stays started: it is probed like any step found
+			// started, and proves the host came back. The process that asked
+			// for the reboot stops here; the next one carries on.
+			if !opts.resumed {
+				out.Step = stepIDAt(run, NextStep(recs))
+				return out, nil
+			}
+			err = e.transition(&run, recs, EventRebooted, engineActor, "upgrader started again after the reboot")
 		case StateRunning:
 			i := NextStep(recs)
 			if i < 0 {
@@ -193,6 +210,10 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 				break
 			}
 			spec := run.Plan.Steps[i]
+			if spec.RunsOn != "" && spec.RunsOn != opts.Role {
+				out.Step, out.HandOver = spec.ID, spec.RunsOn
+				return out, nil
+			}
 			if spec.Kind == KindGate && recs[i].Confirmation == nil {
 				err = e.transition(&run, recs, EventPause, engineActor, "waiting for the operator at "+spec.ID)
 				break
@@ -208,8 +229,10 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			return out, err
 		}
 		// Retry applies to the failure the run had when Execute was
-		// called, never to a failure that happens now.
+		// called, never to a failure that happens now; likewise a reboot
+		// requested now is waited for.
 		opts.Retry = false
+		opts.resumed = false
 	}
 }
 
@@ -271,7 +294,22 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 		return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "build", Err: err})
 	}
 	sc := StepContext{
-		RunID: run.ID, Spec: spec, Artifacts: artifacts, Confirmation: rec.Confirmation,
+		RunID: run.ID, Spec: spec, Artifacts: artifacts, Confirmation: rec.Confirmation, Saved: rec.Saved,
+		Save: func(values map[string]string) error {
+			saved := maps.Clone(rec.Saved)
+			if saved == nil {
+				saved = map[string]string{}
+			}
+			maps.Copy(saved, values)
+			next := rec
+			next.Saved = saved
+			j := e.entry(*run, engineActor, "step.saved", spec.ID, "saved "+strings.Join(slices.Sorted(maps.Keys(values)), ", "), values)
+			if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{next}, Journal: []JournalEntry{j}}); err != nil {
+				return err
+			}
+			rec, recs[i] = next, next
+			return nil
+		},
 		Log: e.Log.With().Str("run", run.ID).Str("step", spec.ID).Logger(),
 		Progress: func(label string, done, total int64) {
 			e.notify(Notice{Kind: "progress", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: label, Done: done, Of: total})
@@ -288,7 +326,12 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 		return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
 	}
 	if !inPlace {
-		if err := impl.Apply(stepCtx, sc); err != nil {
+		err := impl.Apply(stepCtx, sc)
+		if errors.Is(err, ErrRebootRequested) {
+			// The step stays started; after the host is back it is probed.
+			return e.transition(run, recs, EventReboot, engineActor, spec.ID+": reboot requested, waiting for the host to come back")
+		}
+		if err != nil {
 			return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
 		}
 	}
@@ -431,4 +474,45 @@ func (e *Engine) Replan(runID string, plan Plan, actor string) error {
 	j := e.entry(run, actor, "run.replanned", "", "plan replaced: "+strings.Join(diff, "; "),
 		map[string]string{"from": old, "to": plan.Fingerprint})
 	return e.Store.Commit(Update{Run: run, Steps: next, Journal: []JournalEntry{j}, ReplaceSteps: true})
+}
+
+// Export returns the run as a document to carry to another server. The
+// caller writes it durably, then calls MarkExported.
+func (e *Engine) Export(runID string) (RunExport, error) {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return RunExport{}, err
+	}
+	if _, err := Transition(run.State, EventExport); err != nil {
+		return RunExport{}, fmt.Errorf("run %s is %s: %w", run.ID, run.State, err)
+	}
+	journal, err := e.Store.Journal(runID, 0)
+	if err != nil {
+		return RunExport{}, err
+	}
+	return RunExport{Format: ExportFormat, ExportedAt: e.now(), Run: run, Steps: recs, Journal: journal}, nil
+}
+
+// MarkExported closes the run on this server: it goes on where it was
+// imported, never here again.
+func (e *Engine) MarkExported(runID, actor, where string) error {
+	run, recs, err := e.Store.LoadRun(runID)
+	if err != nil {
+		return err
+	}
+	return e.transition(&run, recs, EventExport, actor, "exported to "+where+": the run carries on where it is imported")
+}
+
+// Import makes an exported run the active run here.
+func (e *Engine) Import(x RunExport, actor, from string) error {
+	if err := x.Check(); err != nil {
+		return err
+	}
+	if err := e.Store.ImportRun(x); err != nil {
+		return err
+	}
+	run := x.Run
+	run.UpdatedAt = e.now()
+	j := e.entry(run, actor, "run.imported", "", "imported from "+from, map[string]string{"fingerprint": run.Plan.Fingerprint})
+	return e.Store.Commit(Update{Run: run, Journal: []JournalEntry{j}})
 }

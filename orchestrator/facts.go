@@ -36,6 +36,11 @@ const (
 	FactComponents  = "components"       // comma list of installed optional components
 	FactMediaSize   = "media.iso.size"   // ISO size in bytes, -1 when absent
 	FactMediaSigned = "media.iso.signed" // "true" when .sha256.crt and .sha256.sig are present
+	// Free bytes in the filesystem that holds the backup / the product.
+	FactFreeBackup  = "disk.free.backup"
+	FactFreeInstall = "disk.free.install"
+	FactPCDataSize  = "pc.data.size" // bytes of PC data a migration backs up
+	FactDBSize      = "db.size"      // bytes of the POM database
 )
 
 // factKinds says how each known key's value is checked.
@@ -49,6 +54,32 @@ var factKinds = map[string]string{
 	FactComponents:  "list",
 	FactMediaSize:   "int",
 	FactMediaSigned: "bool",
+	FactFreeBackup:  "int",
+	FactFreeInstall: "int",
+	FactPCDataSize:  "int",
+	FactDBSize:      "int",
+}
+
+// Int returns a whole-number fact, and whether it is known.
+func (f Facts) Int(key string) (int64, bool) {
+	v, ok := f.Get(key)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
+
+// List returns a comma-list fact as its items.
+func (f Facts) List(key string) []string {
+	v, _ := f.Get(key)
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // FactKeys lists every key --assume accepts, sorted.

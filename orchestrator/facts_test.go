@@ -74,6 +74,8 @@ func TestFactKeysAllAccepted(t *testing.T) {
 		orchestrator.FactPOMVersion: "3.1.1", orchestrator.FactEPVersion: "7.2", orchestrator.FactEPMPPPatch: "7.2.0.0.1202",
 		orchestrator.FactPCVersion: "4.1.1", orchestrator.FactHostModel: "ProLiant DL385 G5", orchestrator.FactHostName: "pc01",
 		orchestrator.FactComponents: "agent", orchestrator.FactMediaSize: "288784384", orchestrator.FactMediaSigned: "true",
+		orchestrator.FactFreeBackup: "1073741824", orchestrator.FactFreeInstall: "1073741824", orchestrator.FactPCDataSize: "4096",
+		orchestrator.FactDBSize: "52428800",
 	}
 	keys := orchestrator.FactKeys()
 	for i, k := range keys {

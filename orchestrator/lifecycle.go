@@ -21,6 +21,7 @@ const (
 	StateBlocked         State = "blocked"          // preflight found a blocker; re-plan
 	StateCompleted       State = "completed"        // every step done or skipped
 	StateAborted         State = "aborted"          // stopped by the operator before the point of no return
+	StateExported        State = "exported"         // handed over to another server (upgrader export)
 )
 
 // Event is a lifecycle event.
@@ -39,6 +40,7 @@ const (
 	EventSkip      Event = "skip"
 	EventComplete  Event = "complete"
 	EventAbort     Event = "abort"
+	EventExport    Event = "export"
 )
 
 // lifecycle is the single table of allowed transitions.
@@ -56,6 +58,8 @@ var lifecycle = fsm.Events{
 	{Name: string(EventComplete), Src: []string{string(StateRunning)}, Dst: string(StateCompleted)},
 	{Name: string(EventAbort), Src: []string{string(StatePlanned), string(StatePreflight), string(StateRunning),
 		string(StateWaitingOperator), string(StateFailed), string(StateRebooting)}, Dst: string(StateAborted)},
+	{Name: string(EventExport), Src: []string{string(StateRunning), string(StateWaitingOperator), string(StateFailed)},
+		Dst: string(StateExported)},
 }
 
 func newLifecycle(current State) *fsm.FSM {
@@ -78,13 +82,13 @@ func Transition(current State, ev Event) (State, error) {
 
 // Terminal reports whether a run in state s is over.
 func (s State) Terminal() bool {
-	return s == StateCompleted || s == StateAborted || s == StateBlocked
+	return s == StateCompleted || s == StateAborted || s == StateBlocked || s == StateExported
 }
 
 // AllStates lists every lifecycle state in display order.
 func AllStates() []State {
 	return []State{StatePlanned, StatePreflight, StateRunning, StateWaitingOperator, StateRebooting,
-		StateFailed, StateBlocked, StateCompleted, StateAborted}
+		StateFailed, StateBlocked, StateCompleted, StateAborted, StateExported}
 }
 
 // LifecycleMermaid draws the lifecycle as a mermaid state diagram from the

@@ -37,6 +37,9 @@ var allowed = []transitionCase{
 	{orchestrator.StateFailed, orchestrator.EventRetry, orchestrator.StateRunning},
 	{orchestrator.StateFailed, orchestrator.EventSkip, orchestrator.StateRunning},
 	{orchestrator.StateFailed, orchestrator.EventAbort, orchestrator.StateAborted},
+	{orchestrator.StateRunning, orchestrator.EventExport, orchestrator.StateExported},
+	{orchestrator.StateWaitingOperator, orchestrator.EventExport, orchestrator.StateExported},
+	{orchestrator.StateFailed, orchestrator.EventExport, orchestrator.StateExported},
 }
 
 func TestTransitionAllowed(t *testing.T) {
@@ -121,10 +124,11 @@ func TestTransitionAfterErrorStillWorks(t *testing.T) {
 func TestStateTerminal(t *testing.T) {
 	terminal := map[orchestrator.State]bool{
 		orchestrator.StateCompleted: true, orchestrator.StateAborted: true, orchestrator.StateBlocked: true,
+		orchestrator.StateExported: true,
 	}
 	states := orchestrator.AllStates()
-	if len(states) != 9 {
-		t.Errorf("AllStates has %d states, want 9: %v", len(states), states)
+	if len(states) != 10 {
+		t.Errorf("AllStates has %d states, want 10: %v", len(states), states)
 	}
 	for _, s := range states {
 		if s.Terminal() != terminal[s] {
@@ -149,6 +153,7 @@ func TestAllEvents(t *testing.T) {
 		orchestrator.EventPreflight, orchestrator.EventPass, orchestrator.EventBlock, orchestrator.EventPause,
 		orchestrator.EventConfirm, orchestrator.EventReboot, orchestrator.EventRebooted, orchestrator.EventFail,
 		orchestrator.EventRetry, orchestrator.EventSkip, orchestrator.EventComplete, orchestrator.EventAbort,
+		orchestrator.EventExport,
 	}
 	if !slices.Equal(evs, want) {
 		t.Errorf("AllEvents = %v, want %v", evs, want)

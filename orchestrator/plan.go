@@ -68,15 +68,20 @@ type Outage struct {
 
 // Inputs identifies what the plan was built from besides the facts.
 type Inputs struct {
-	Catalog string   `json:"catalog"`
-	Profile string   `json:"profile"`
-	With    []string `json:"with,omitempty"`
+	Catalog   string            `json:"catalog"`
+	Profile   string            `json:"profile"`
+	With      []string          `json:"with,omitempty"`
+	Overrides map[string]string `json:"overrides,omitempty"`
 }
 
 // Options are the engineer's choices that shape a plan.
 type Options struct {
 	// With requests optional components, e.g. supervisor, agent.
 	With []string
+	// Overrides accepts findings whose skip policy is with-reason:
+	// finding id → the engineer's reason. They are part of the plan (and
+	// its fingerprint) and journaled when the run starts.
+	Overrides map[string]string
 }
 
 // PlanInput is everything BuildPlan needs.
@@ -97,6 +102,10 @@ type Procedure struct {
 
 // catalog lists every procedure upgrader knows, in the order they are shown.
 var catalog = []Procedure{
+	pcInstall(),
+	pcUpgrade(),
+	pcMigrate(),
+	pomInstall(),
 	pomUpgrade(),
 }
 
@@ -136,10 +145,11 @@ func BuildPlan(in PlanInput) (Plan, error) {
 		Warnings:  []Finding{},
 		Notes:     []Finding{},
 		Steps:     []StepSpec{},
-		Inputs:    Inputs{Catalog: CatalogVersion, Profile: in.Profile.Digest(), With: with},
+		Inputs:    Inputs{Catalog: CatalogVersion, Profile: in.Profile.Digest(), With: with, Overrides: maps.Clone(in.Options.Overrides)},
 	}
 	p.Host, _ = in.Facts.Get(FactHostName)
 	proc.build(in, &p)
+	applyOverrides(&p, in.Options.Overrides)
 	if p.NothingToDo {
 		p.Steps = []StepSpec{}
 	}
@@ -157,6 +167,45 @@ func BuildPlan(in PlanInput) (Plan, error) {
 	}
 	p.Fingerprint = Fingerprint(p)
 	return p, nil
+}
+
+// applyOverrides turns each overridden with-reason blocker into a warning
+// that carries the reason; an override of a safety rule, or of nothing,
+// is itself a blocker.
+func applyOverrides(p *Plan, overrides map[string]string) {
+	used := map[string]bool{}
+	var blockers []Finding
+	for _, b := range p.Blockers {
+		reason, ok := overrides[b.ID]
+		switch {
+		case !ok:
+			blockers = append(blockers, b)
+		case b.Skip != SkipWithReason:
+			used[b.ID] = true
+			blockers = append(blockers, b, Finding{ID: "override-refused", Severity: SeverityBlocker, Skip: SkipNever,
+				Message: fmt.Sprintf("%s is a safety rule and cannot be overridden", b.ID)})
+		default:
+			used[b.ID] = true
+			b.Severity = SeverityWarning
+			b.Message += " — OVERRIDDEN: " + reason
+			p.Warnings = append(p.Warnings, b)
+		}
+	}
+	ids := make([]string, 0, len(overrides))
+	for id := range overrides {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if !used[id] {
+			blockers = append(blockers, Finding{ID: "override-unused", Severity: SeverityBlocker, Skip: SkipNever,
+				Message: fmt.Sprintf("--override %s: the plan has no such blocker; remove the override", id)})
+		}
+	}
+	if blockers == nil {
+		blockers = []Finding{}
+	}
+	p.Blockers = blockers
 }
 
 // Fingerprint hashes the plan without its own fingerprint field. Map keys

@@ -80,68 +80,147 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 		return
 	}
 
-	pomEPFindings(in, p)
-	pomMediaFindings(in, p)
-	p.Warnings = append(p.Warnings, Finding{ID: "OUTREACH-11880", Severity: SeverityWarning, Skip: SkipWithReason,
-		Refs:    pomRef("Known issues and workarounds"),
-		Message: "POM 3.1.1 raises no DB alarm when the database reaches its maximum connections: watch connection use during the upgrade"})
-	p.Notes = append(p.Notes, Finding{ID: "iso-name-typo", Severity: SeverityNote, Skip: SkipNever,
-		Refs:    pomRef("Upgrading to release POM 3.1.1 SP1"),
-		Message: "the release notes' upgrade section names POM.03.01.01.00.004-r35452-x86_64.iso, a typo: upgrader uses the file list's " + pomSP1ISOName})
-
-	isoPath := path.Join(prof.Media.Dir, prof.Media.ISO)
-	p.Steps = append(p.Steps, StepSpec{
-		ID: "verify-media", Title: "Verify the SP1 ISO (SHA-256 and signature)", Kind: KindAuto, Action: "verify-media",
-		Skip: SkipNever, Reason: "the installer must only run from media proven intact",
-		Refs: pomRef("File list – Proactive Outreach Manager 3.1.1 SP1 Software"), Produces: []string{"media"},
-		Params: map[string]string{"iso": isoPath, "sha256": prof.Media.SHA256, "size": strconv.FormatInt(expectedISOSize(in), 10)},
-	})
+	pomCommonFindings(in, p)
+	if size, ok := in.Facts.Int(FactDBSize); ok {
+		if free, ok := in.Facts.Int(FactFreeBackup); ok {
+			spaceFinding(p, "backup-space", "the POM database backup", free, size+size/10)
+		}
+	} else {
+		p.Notes = append(p.Notes, Finding{ID: "db-size-unknown", Severity: SeverityNote, Skip: SkipNever,
+			Message: "the database size is not known before the backup: backup-db checks free space against it when it runs"})
+	}
+	p.Steps = append(p.Steps, verifyMediaStep(in))
 	p.Steps = append(p.Steps, StepSpec{
 		ID: "backup-db", Title: "Back up the POM database", Kind: KindAuto, Action: "backup-db",
 		Skip: SkipNever, Reason: "the upgrade changes the database schema and cannot be rolled back",
 		Refs: pomRef("Backing up the software"), Produces: []string{"db-backup"},
 		Params: map[string]string{"database": prof.DB.Name, "backup_dir": prof.DB.BackupDir},
 	})
-	if needsMPPConfig(in) {
-		for _, m := range prof.MPPs {
-			p.Steps = append(p.Steps, StepSpec{
-				ID: "mpp-config-" + m.Name, Title: "Set ccxml.jsi sizes in mppconfig.xml on MPP " + m.Name,
-				Kind: KindAuto, Action: "mpp-config", Skip: SkipWithReason,
-				Reason: "POM 3.1.x on EP 7.2 that stays on 7.2 needs both parameters on every MPP",
-				Refs:   pomRef("Required patches"),
-				Params: map[string]string{"mpp": m.Name, "config": m.Config,
-					MPPRuntimeSizeParam: MPPRuntimeSize, MPPContextSizeParam: MPPContextSize},
-			})
-		}
-	}
+	p.Steps = append(p.Steps, mppConfigSteps(in)...)
 	services := strings.Join(prof.POM.Services, ",")
 	p.Steps = append(p.Steps, StepSpec{
 		ID: "stop-services", Title: "Stop POM services (" + services + ")", Kind: KindAuto, Action: "service-stop",
 		Skip: SkipNever, Downtime: true, Reason: "the installer needs the services stopped",
 		Params: map[string]string{"services": services},
 	})
-	p.Steps = append(p.Steps, StepSpec{
-		ID: "upgrade-pom", Title: "Run the POM 3.1.1 SP1 installer", Kind: KindAuto, Action: "vendor-install",
-		Skip: SkipNever, Irreversible: true, Downtime: true,
-		Reason:   "the upgrade itself; restoring the previous version is not supported",
-		Refs:     pomRef("Restoring software to previous version"),
-		Requires: []string{"media", "db-backup"},
-		Params:   map[string]string{"iso": isoPath, "target": pomSP1Target.String()},
-		Notes:    []string{"no rollback: from here on the way back is a restore of the backup onto a reinstalled POM 3.1.1"},
-	})
+	up := pomInstallerStep(in, "upgrade-pom", "Run the POM 3.1.1 SP1 installer", "the upgrade itself; restoring the previous version is not supported")
+	up.Irreversible, up.Downtime = true, true
+	up.Refs = pomRef("Restoring software to previous version")
+	up.Requires = []string{"media", "db-backup"}
+	up.Notes = []string{"no rollback: from here on the way back is a restore of the backup onto a reinstalled POM 3.1.1"}
+	p.Steps = append(p.Steps, up)
 	p.Steps = append(p.Steps, StepSpec{
 		ID: "start-services", Title: "Start POM services (" + services + ")", Kind: KindAuto, Action: "service-start",
 		Skip: SkipNever, Downtime: true, Reason: "bring POM back into service",
 		Params: map[string]string{"services": services},
 	})
-	p.Steps = append(p.Steps, StepSpec{
+	p.Steps = append(p.Steps, dncImportGate())
+}
+
+// pomCommonFindings are the findings every POM 3.1.1 SP1 procedure shares.
+func pomCommonFindings(in PlanInput, p *Plan) {
+	pomEPFindings(in, p)
+	pomMediaFindings(in, p)
+	if free, ok := in.Facts.Int(FactFreeInstall); ok {
+		spaceFinding(p, "install-space", "installing POM 3.1.1 SP1 (twice the ISO, upgrader's margin)", free, 2*expectedISOSize(in))
+	}
+	p.Warnings = append(p.Warnings, Finding{ID: "OUTREACH-11880", Severity: SeverityWarning, Skip: SkipWithReason,
+		Refs:    pomRef("Known issues and workarounds"),
+		Message: "POM 3.1.1 raises no DB alarm when the database reaches its maximum connections: watch connection use during the upgrade"})
+	p.Notes = append(p.Notes, Finding{ID: "iso-name-typo", Severity: SeverityNote, Skip: SkipNever,
+		Refs:    pomRef("Upgrading to release POM 3.1.1 SP1"),
+		Message: "the release notes' upgrade section names POM.03.01.01.00.004-r35452-x86_64.iso, a typo: upgrader uses the file list's " + pomSP1ISOName})
+}
+
+func verifyMediaStep(in PlanInput) StepSpec {
+	prof := in.Profile
+	return StepSpec{
+		ID: "verify-media", Title: "Verify the SP1 ISO (SHA-256 and signature)", Kind: KindAuto, Action: "verify-media",
+		Skip: SkipNever, Reason: "the installer must only run from media proven intact",
+		Refs: pomRef("File list – Proactive Outreach Manager 3.1.1 SP1 Software"), Produces: []string{"media"},
+		Params: map[string]string{"iso": path.Join(prof.Media.Dir, prof.Media.ISO), "sha256": prof.Media.SHA256,
+			"size": strconv.FormatInt(expectedISOSize(in), 10)},
+	}
+}
+
+func mppConfigSteps(in PlanInput) []StepSpec {
+	if !needsMPPConfig(in) {
+		return nil
+	}
+	var out []StepSpec
+	for _, m := range in.Profile.MPPs {
+		out = append(out, StepSpec{
+			ID: "mpp-config-" + m.Name, Title: "Set ccxml.jsi sizes in mppconfig.xml on MPP " + m.Name,
+			Kind: KindAuto, Action: "mpp-config", Skip: SkipWithReason,
+			Reason: "POM 3.1.x on EP 7.2 that stays on 7.2 needs both parameters on every MPP",
+			Refs:   pomRef("Required patches"),
+			Params: map[string]string{"mpp": m.Name, "config": m.Config,
+				MPPRuntimeSizeParam: MPPRuntimeSize, MPPContextSizeParam: MPPContextSize},
+		})
+	}
+	return out
+}
+
+// pomInstallerStep runs the SP1 ISO's installer; Probe reads the POM
+// version, so a finished install is never run twice.
+func pomInstallerStep(in PlanInput, id, title, reason string) StepSpec {
+	return StepSpec{ID: id, Title: title, Kind: KindAuto, Action: "vendor-install", Skip: SkipNever, Reason: reason,
+		Params: map[string]string{"product": "pom", "installer": "pom", "target": pomSP1Target.String(),
+			"iso": path.Join(in.Profile.Media.Dir, in.Profile.Media.ISO)}}
+}
+
+func dncImportGate() StepSpec {
+	return StepSpec{
 		ID: "enable-dnc-import", Title: "Enable \"Record successful DNC Import\" if the site needs it", Kind: KindGate,
 		Action: "gate", Skip: SkipWithReason,
 		Reason: "SP1 separates DNC import recording from contact import recording; the new checkbox is off by default",
 		Refs:   pomRef("Option to record successful DNC import separate from the contact list import"),
 		Instructions: "In POM Global Configurations, tick \"Record successful DNC Import\" if the site recorded DNC imports " +
 			"before the upgrade (\"Record successful import\" keeps working as it did). Confirm when done or not needed.",
-	})
+	}
+}
+
+func pomInstall() Procedure {
+	return Procedure{
+		ID:      "pom-3.1.1-sp1-install",
+		Title:   "Fresh install of Proactive Outreach Manager 3.1.1 SP1",
+		Product: "POM",
+		build: func(in PlanInput, p *Plan) {
+			p.From, p.To = "none", pomSP1Target.String()
+			if raw, ok := in.Facts.Get(FactPOMVersion); ok && raw != "" {
+				p.From = raw
+				p.Blockers = append(p.Blockers, Finding{ID: "pom-already-installed", Severity: SeverityBlocker, Skip: SkipNever,
+					Message: fmt.Sprintf("POM %s is installed here: use pom-3.1.1-sp1-upgrade", raw)})
+				return
+			}
+			pomCommonFindings(in, p)
+			p.Steps = append(p.Steps, verifyMediaStep(in))
+			p.Steps = append(p.Steps, mppConfigSteps(in)...)
+			inst := pomInstallerStep(in, "install-pom", "Install POM 3.1.1 SP1 from the ISO", "the install itself")
+			inst.Requires = []string{"media"}
+			inst.Refs = pomRef("Installing the release")
+			p.Steps = append(p.Steps, inst)
+			for _, w := range in.Options.With {
+				switch w {
+				case "pdc":
+					p.Steps = append(p.Steps, StepSpec{ID: "pdc", Title: "Install POM PDC (POMPDC_311.zip)", Kind: KindGate,
+						Action: "gate", Skip: SkipWithReason, Reason: "requested with --with pdc", Refs: pomRef("Installing the release"),
+						Instructions: "Install POMPDC_311.zip as the Developer Guide for Proactive Outreach Manager 3.1.1 describes; confirm when done."})
+				case "help-library":
+					p.Steps = append(p.Steps, StepSpec{ID: "help-library", Title: "Update the online help library (UsingPOM.zip)",
+						Kind: KindAuto, Action: "help-library", Skip: SkipWithReason, Downtime: true,
+						Reason: "requested with --with help-library", Refs: pomRef("Installing the release"),
+						Params: map[string]string{"zip": path.Join(in.Profile.Media.Dir, "UsingPOM.zip"),
+							"dir": "/opt/Tomcat/tomcat/webapps/VP_POM/help/AvayaPOMDocLibrary", "owner": "avayavp", "group": "avayavpgroup",
+							"services": strings.Join(in.Profile.POM.Services, ",")}})
+				default:
+					p.Blockers = append(p.Blockers, Finding{ID: "unknown-option", Severity: SeverityBlocker, Skip: SkipNever,
+						Message: fmt.Sprintf("--with %s: the POM install offers pdc and help-library", w)})
+				}
+			}
+			p.Steps = append(p.Steps, dncImportGate())
+		},
+	}
 }
 
 // isPOM311GA reports whether v is a POM 3.1.1 GA build (no service pack).

@@ -1,6 +1,9 @@
 package orchestrator
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Run is a persisted execution of one plan.
 type Run struct {
@@ -42,6 +45,8 @@ type StepRecord struct {
 	Error          string        `json:"error,omitempty"`
 	SkipReason     string        `json:"skip_reason,omitempty"`
 	Confirmation   *Confirmation `json:"confirmation,omitempty"`
+	// Saved is what the step recorded with StepContext.Save.
+	Saved map[string]string `json:"saved,omitempty"`
 }
 
 // Confirmation is an operator's answer at a gate.
@@ -92,6 +97,9 @@ type Store interface {
 	LoadRun(id string) (Run, []StepRecord, error)
 	// Journal returns a run's journal entries with Seq > after.
 	Journal(runID string, after uint64) ([]JournalEntry, error)
+	// ImportRun stores a run exported elsewhere, its journal with the
+	// sequence numbers it had, and makes it the active run.
+	ImportRun(x RunExport) error
 }
 
 // PastPointOfNoReturn reports whether an irreversible step of the run has
@@ -128,4 +136,44 @@ func artifactsBefore(recs []StepRecord, i int) map[string]Artifact {
 		}
 	}
 	return out
+}
+
+// ExportFormat names the layout of an exported run.
+const ExportFormat = "upgrader-run/1"
+
+// RunExport is a run carried from one server to another (migration): the
+// plan, the step records and the journal, as upgrader export writes them.
+type RunExport struct {
+	Format     string         `json:"format"`
+	ExportedAt time.Time      `json:"exported_at"`
+	Run        Run            `json:"run"`
+	Steps      []StepRecord   `json:"steps"`
+	Journal    []JournalEntry `json:"journal"`
+}
+
+// Check proves an export is whole and consistent before it is imported.
+func (x RunExport) Check() error {
+	if x.Format != ExportFormat {
+		return fmt.Errorf("not an exported run (format %q, want %q)", x.Format, ExportFormat)
+	}
+	if x.Run.ID == "" || x.Run.Plan.Fingerprint != Fingerprint(x.Run.Plan) {
+		return fmt.Errorf("%w: the exported plan was changed after it was fingerprinted", ErrFingerprintMismatch)
+	}
+	if len(x.Steps) != len(x.Run.Plan.Steps) {
+		return fmt.Errorf("the export has %d step records for %d planned steps", len(x.Steps), len(x.Run.Plan.Steps))
+	}
+	for i, r := range x.Steps {
+		if r.Index != i || r.StepID != x.Run.Plan.Steps[i].ID || r.RunID != x.Run.ID {
+			return fmt.Errorf("step record %d (%s) does not match the plan's %s", i, r.StepID, x.Run.Plan.Steps[i].ID)
+		}
+	}
+	for i, j := range x.Journal {
+		if j.Seq != uint64(i+1) || j.RunID != x.Run.ID {
+			return fmt.Errorf("journal entry %d is out of sequence (seq %d)", i+1, j.Seq)
+		}
+	}
+	if x.Run.State.Terminal() {
+		return fmt.Errorf("run %s is %s: nothing to carry on", x.Run.ID, x.Run.State)
+	}
+	return nil
 }

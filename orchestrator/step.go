@@ -85,8 +85,13 @@ type StepContext struct {
 	Artifacts map[string]Artifact
 	// Confirmation is the operator's answer for a gate, nil otherwise.
 	Confirmation *Confirmation
-	Progress     Progress
-	Log          zerolog.Logger
+	// Saved holds what the step saved with Save in an earlier attempt.
+	Saved map[string]string
+	// Save records values on the step durably before the step goes on
+	// (e.g. the boot id before asking for a reboot).
+	Save     func(values map[string]string) error
+	Progress Progress
+	Log      zerolog.Logger
 }
 
 // Step is the contract every step implementation honours.

@@ -158,6 +158,47 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 	})
 }
 
+// ImportRun stores a run exported by another upgrader, keeping its
+// journal's sequence numbers, and makes it the active run.
+func (d *DB) ImportRun(x orchestrator.RunExport) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if active := meta.Get(keyActive); active != nil {
+			return fmt.Errorf("%w: run %s has not finished here", orchestrator.ErrActiveRun, active)
+		}
+		id := []byte(x.Run.ID)
+		if tx.Bucket(bucketRuns).Get(id) != nil {
+			return fmt.Errorf("run %s is already in this state", x.Run.ID)
+		}
+		if _, err := tx.Bucket(bucketSteps).CreateBucket(id); err != nil {
+			return err
+		}
+		journal, err := tx.Bucket(bucketJournal).CreateBucket(id)
+		if err != nil {
+			return err
+		}
+		for _, j := range x.Journal {
+			b, err := json.Marshal(j)
+			if err != nil {
+				return err
+			}
+			if err := journal.Put(indexKey(j.Seq), b); err != nil {
+				return err
+			}
+		}
+		if err := journal.SetSequence(uint64(len(x.Journal))); err != nil {
+			return err
+		}
+		if err := meta.Put(keyLatest, id); err != nil {
+			return err
+		}
+		if err := putPlan(tx, x.Run); err != nil {
+			return err
+		}
+		return apply(tx, orchestrator.Update{Run: x.Run, Steps: x.Steps})
+	})
+}
+
 // Commit applies an update to an existing run in one transaction.
 func (d *DB) Commit(u orchestrator.Update) error {
 	return d.db.Update(func(tx *bolt.Tx) error {
