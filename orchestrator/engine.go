@@ -111,7 +111,12 @@ func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error
 	}
 	j := e.entry(run, actor, "run.created", "", fmt.Sprintf("run of %s %s → %s created, %d steps", plan.Procedure, plan.From, plan.To, len(plan.Steps)),
 		map[string]string{"fingerprint": plan.Fingerprint, "point_of_no_return": plan.PointOfNoReturn})
-	if err := e.Store.CreateRun(Update{Run: run, Steps: recs, Journal: []JournalEntry{j}}); err != nil {
+	entries := []JournalEntry{j}
+	for _, id := range slices.Sorted(maps.Keys(plan.Inputs.Overrides)) {
+		entries = append(entries, e.entry(run, actor, "finding.overridden", "", id+" overridden: "+plan.Inputs.Overrides[id],
+			map[string]string{"finding": id, "reason": plan.Inputs.Overrides[id]}))
+	}
+	if err := e.Store.CreateRun(Update{Run: run, Steps: recs, Journal: entries}); err != nil {
 		return Run{}, err
 	}
 	return run, nil

@@ -13,6 +13,9 @@ type Fact struct {
 	Source string `json:"source"`
 	// Assumed marks a value given with --assume instead of read from the host.
 	Assumed bool `json:"assumed,omitempty"`
+	// Volatile marks a value that changes by itself (free space): the plan
+	// fingerprint leaves it out, and keeps what the plan concluded from it.
+	Volatile bool `json:"volatile,omitempty"`
 }
 
 // Facts maps fact keys (see FactKeys) to values. JSON encoding sorts the

@@ -212,6 +212,14 @@ func applyOverrides(p *Plan, overrides map[string]string) {
 // are sorted by encoding/json, so the value is stable.
 func Fingerprint(p Plan) string {
 	p.Fingerprint = ""
+	facts := make(Facts, len(p.Facts))
+	for k, f := range p.Facts {
+		if f.Volatile {
+			f.Value, f.Source = "", ""
+		}
+		facts[k] = f
+	}
+	p.Facts = facts
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(fmt.Sprintf("plan cannot be encoded: %v", err)) // programmer error

@@ -65,6 +65,9 @@ type Artifact struct {
 	SHA256  string    `json:"sha256"`
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"mtime"`
+	// Host is the role of the server it was made on, "" if the procedure
+	// runs on one server.
+	Host string `json:"host,omitempty"`
 }
 
 // Outputs are what a step's Verify returns and the engine records with the

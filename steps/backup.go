@@ -92,7 +92,7 @@ func (s backupDB) Verify(_ context.Context, sc orchestrator.StepContext) (orches
 	if err := checkDump(p); err != nil {
 		return orchestrator.Outputs{}, err
 	}
-	a, err := artifactOf(p, sc.Progress)
+	a, err := s.h.record(p, sc.Progress)
 	if err != nil {
 		return orchestrator.Outputs{}, err
 	}

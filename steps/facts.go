@@ -1,9 +1,15 @@
 package steps
 
 import (
+	"context"
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator"
 )
@@ -13,10 +19,13 @@ const DMIProductName = "/sys/class/dmi/id/product_name"
 
 // GatherFacts reads what the catalog needs to know about the host. A fact
 // that cannot be read is left out; the plan then says what is missing.
-func GatherFacts(h *Host) orchestrator.Facts {
+func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 	p := h.Profile
 	f := orchestrator.Facts{}
 	set := func(key, value, source string) { f[key] = orchestrator.Fact{Value: value, Source: source} }
+	setVolatile := func(key, value, source string) {
+		f[key] = orchestrator.Fact{Value: value, Source: source, Volatile: true}
+	}
 
 	if name, err := os.Hostname(); err == nil {
 		set(orchestrator.FactHostName, name, "hostname")
@@ -24,9 +33,27 @@ func GatherFacts(h *Host) orchestrator.Facts {
 	if b, err := os.ReadFile(p.Path(DMIProductName)); err == nil {
 		set(orchestrator.FactHostModel, strings.TrimSpace(string(b)), DMIProductName)
 	}
-	if p.POM.Version.File != "" {
-		if v, err := InstalledPOMVersion(h); err == nil {
-			set(orchestrator.FactPOMVersion, v.String(), p.POM.Version.File)
+	if p.POM.Version.File != "" || len(p.POM.Version.Command) > 0 {
+		if v, err := h.ProductVersion(ctx, "pom"); err == nil {
+			set(orchestrator.FactPOMVersion, v.String(), "pom.version")
+		}
+	}
+	if _, ok := p.PC.Products["dialer"]; ok {
+		if v, err := h.ProductVersion(ctx, "dialer"); err == nil {
+			set(orchestrator.FactPCVersion, v.String(), "pc.products.dialer")
+		}
+		var installed []string
+		for _, c := range orchestrator.PCComponents {
+			if _, ok := p.PC.Products[c]; !ok {
+				continue
+			}
+			if _, err := h.ProductVersion(ctx, c); err == nil {
+				installed = append(installed, c)
+			}
+		}
+		set(orchestrator.FactComponents, strings.Join(installed, ","), "pc.products.{"+strings.Join(orchestrator.PCComponents, ",")+"}")
+		if size, err := treeSize(p.Path(filepath.Join(p.PC.Home, "data"))); err == nil {
+			setVolatile(orchestrator.FactPCDataSize, strconv.FormatInt(size, 10), filepath.Join(p.PC.Home, "data"))
 		}
 	}
 	if p.EP.Version != "" {
@@ -46,5 +73,65 @@ func GatherFacts(h *Host) orchestrator.Facts {
 		_, sigErr := os.Stat(iso + ".sha256.sig")
 		set(orchestrator.FactMediaSigned, strconv.FormatBool(crtErr == nil && sigErr == nil), iso+".sha256.{crt,sig}")
 	}
+	freeSpace(setVolatile, orchestrator.FactFreeBackup, p.Path(firstNonEmpty(p.DB.BackupDir, p.PC.BackupDir)))
+	freeSpace(setVolatile, orchestrator.FactFreeInstall, p.Path(firstNonEmpty(p.POM.Home, p.PC.Home)))
 	return f
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// freeSpace records the free bytes of the filesystem that holds path, or
+// of its nearest existing parent (the directory may not exist yet).
+func freeSpace(set func(key, value, source string), key, path string) {
+	if path == "" {
+		return
+	}
+	for dir := path; ; dir = filepath.Dir(dir) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil {
+			set(key, strconv.FormatInt(int64(st.Bavail)*int64(st.Bsize), 10), "statfs "+dir)
+			return
+		}
+		if dir == filepath.Dir(dir) {
+			return
+		}
+	}
+}
+
+// treeSize adds up the sizes of the regular files under dir.
+func treeSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	return total, err
+}
+
+// Model is the host's hardware model (DMI product name), "" if unknown.
+func (h *Host) Model() string {
+	b, err := os.ReadFile(h.Profile.Path(DMIProductName))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ func TestGatherFacts(t *testing.T) {
 	if err := os.WriteFile(e.path("sys/class/dmi/id/product_name"), []byte("System x3650 M2 -[7947AC1]-\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := GatherFacts(e.host)
+	f := GatherFacts(context.Background(), e.host)
 	for _, tc := range []struct {
 		key, want string
 	}{
@@ -47,7 +48,7 @@ func TestGatherFacts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.change(t)
-			if got, _ := GatherFacts(e.host).Get(tc.key); got != tc.want {
+			if got, _ := GatherFacts(context.Background(), e.host).Get(tc.key); got != tc.want {
 				t.Errorf("fact %s = %q, want %q", tc.key, got, tc.want)
 			}
 		})
@@ -59,7 +60,7 @@ func TestGatherFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := GatherFacts(e2.host).Get(orchestrator.FactHostModel); got != strings.TrimSpace(string(want)) || got == "" {
+	if got, _ := GatherFacts(context.Background(), e2.host).Get(orchestrator.FactHostModel); got != strings.TrimSpace(string(want)) || got == "" {
 		t.Errorf("host.model = %q, want %q", got, strings.TrimSpace(string(want)))
 	}
 }

@@ -85,6 +85,19 @@ func recheckArtifact(a orchestrator.Artifact, progress orchestrator.Progress) er
 	return nil
 }
 
+// recheckContent proves a file has the recorded size and hash, whatever
+// its time (a copy from another server).
+func recheckContent(a orchestrator.Artifact, progress orchestrator.Progress) error {
+	sum, size, err := HashFile(a.Path, progress)
+	if err != nil {
+		return fmt.Errorf("%s was verified on the other server and is not readable here: %w (copy it to the same path)", a.Path, err)
+	}
+	if size != a.Size || sum != a.SHA256 {
+		return fmt.Errorf("%s is not the file verified on the other server: size %d sha256 %s, recorded %d %s", a.Path, size, sum, a.Size, a.SHA256)
+	}
+	return nil
+}
+
 // syncDir makes a rename or create in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -15,6 +15,8 @@ import (
 type Host struct {
 	Profile profile.Profile
 	Run     Runner
+	// Role is which server of a migration this host is ("" otherwise).
+	Role string
 }
 
 var (
@@ -38,25 +40,63 @@ func (h *Host) Build(spec orchestrator.StepSpec) (orchestrator.Step, error) {
 	case "vendor-install":
 		return vendorInstall{h}, nil
 	case "gate":
-		return gate{}, nil
+		return gate{h}, nil
+	case "reboot":
+		return reboot{h}, nil
+	case "pc-backup":
+		return pcBackup{h}, nil
+	case "pc-restore":
+		return pcRestore{h}, nil
 	}
 	return nil, fmt.Errorf("no implementation for action %q (step %s)", spec.Action, spec.ID)
 }
 
 // Recheck proves a recorded artifact is unchanged before a guarded step.
+// An artifact made on another server (a migration's backup) was copied
+// here: its time may differ, its size and hash may not.
 func (h *Host) Recheck(_ context.Context, name string, a orchestrator.Artifact) error {
+	a.Path = h.Profile.Path(a.Path)
+	if h.Role != "" && a.Host != "" && a.Host != h.Role {
+		return recheckContent(a, nil)
+	}
 	return recheckArtifact(a, nil)
 }
 
+// record makes the artifact of a file on this host: its identity, and its
+// path as the host sees it (without the profile's root).
+func (h *Host) record(path string, progress orchestrator.Progress) (orchestrator.Artifact, error) {
+	a, err := artifactOf(path, progress)
+	a.Path = h.Profile.Unroot(path)
+	a.Host = h.Role
+	return a, err
+}
+
 // gate is an operator gate: the operator does the work; the engine records
-// the confirmation before this step runs, and Verify insists on it.
-type gate struct{}
+// the confirmation before this step runs, and Verify insists on it. A gate
+// with verify_product also checks the host: the operator's word alone does
+// not prove Linux ES is installed.
+type gate struct{ h *Host }
 
 func (gate) Probe(context.Context, orchestrator.StepContext) (bool, error) { return false, nil }
 func (gate) Apply(context.Context, orchestrator.StepContext) error         { return nil }
-func (gate) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+func (g gate) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
 	if sc.Confirmation == nil {
 		return orchestrator.Outputs{}, fmt.Errorf("%s has not been confirmed by an operator", sc.Spec.ID)
 	}
-	return orchestrator.Outputs{Values: map[string]string{"confirmed_by": sc.Confirmation.Actor}}, nil
+	out := orchestrator.Outputs{Values: map[string]string{"confirmed_by": sc.Confirmation.Actor}}
+	if product := sc.Spec.Params["verify_product"]; product != "" {
+		want, err := orchestrator.ParseVersion(sc.Spec.Params["verify_version"])
+		if err != nil {
+			return out, err
+		}
+		have, err := g.h.ProductVersion(ctx, product)
+		if err != nil {
+			return out, fmt.Errorf("confirmed, but %s is not found on this host: %w", product, err)
+		}
+		if have.Compare(want) < 0 {
+			return out, fmt.Errorf("confirmed, but this host runs %s %s, not %s", product, have, want)
+		}
+		out.Values[product] = have.String()
+	}
+	return out, nil
 }

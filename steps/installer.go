@@ -1,28 +1,60 @@
 package steps
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"upgrader/orchestrator"
+	"upgrader/orchestrator/profile"
 )
 
 // progressLine is how installers report progress: "PROGRESS 3/7 text".
 var progressLine = regexp.MustCompile(`^PROGRESS (\d+)/(\d+)\s*(.*)$`)
 
-// vendorInstall runs the vendor's installer. The installer is not
-// idempotent, so Probe reads the installed version and Apply only runs
-// when the target is not in place yet.
-type vendorInstall struct{ h *Host }
+// ErrNotInstalled means a product's version source does not exist.
+var ErrNotInstalled = errors.New("not installed")
 
-// InstalledPOMVersion reads the POM version as the profile says to.
-func InstalledPOMVersion(h *Host) (orchestrator.Version, error) {
-	src := h.Profile.POM.Version
-	b, err := os.ReadFile(h.Profile.Path(src.File))
+// versionSource says how to read a product's installed version: "pom"
+// from the POM section, anything else from pc.products.
+func (h *Host) versionSource(product string) (profile.VersionSource, error) {
+	if product == "pom" {
+		return h.Profile.POM.Version, nil
+	}
+	src, ok := h.Profile.PC.Products[product]
+	if !ok {
+		return src, fmt.Errorf("the profile says nothing of how to read the %s version (pc.products.%s)", product, product)
+	}
+	return src, nil
+}
+
+// ProductVersion reads a product's installed version as the profile says,
+// from a file or a command's output. ErrNotInstalled when the file is not
+// there.
+func (h *Host) ProductVersion(ctx context.Context, product string) (orchestrator.Version, error) {
+	src, err := h.versionSource(product)
+	if err != nil {
+		return orchestrator.Version{}, err
+	}
+	var out []byte
+	where := src.File
+	if len(src.Command) > 0 {
+		where = strings.Join(src.Command, " ")
+		var buf bytes.Buffer
+		err = h.Run.Run(ctx, h.Profile.Command(src.Command), nil, func(l string) { buf.WriteString(l + "\n") })
+		out = buf.Bytes()
+	} else {
+		out, err = os.ReadFile(h.Profile.Path(src.File))
+		if errors.Is(err, fs.ErrNotExist) {
+			return orchestrator.Version{}, fmt.Errorf("%s: %w (%s is missing)", product, ErrNotInstalled, src.File)
+		}
+	}
 	if err != nil {
 		return orchestrator.Version{}, err
 	}
@@ -30,36 +62,75 @@ func InstalledPOMVersion(h *Host) (orchestrator.Version, error) {
 	if err != nil {
 		return orchestrator.Version{}, err
 	}
-	m := re.FindSubmatch(b)
+	m := re.FindSubmatch(out)
 	if m == nil {
-		return orchestrator.Version{}, fmt.Errorf("%s: no line matches %q", src.File, src.Pattern)
+		return orchestrator.Version{}, fmt.Errorf("%s: no line matches %q", where, src.Pattern)
 	}
 	return orchestrator.ParseVersion(string(m[1]))
 }
 
-func (s vendorInstall) target(sc orchestrator.StepContext) (orchestrator.Version, error) {
-	return orchestrator.ParseVersion(sc.Spec.Params["target"])
+// InstalledPOMVersion reads the POM version as the profile says to.
+func InstalledPOMVersion(h *Host) (orchestrator.Version, error) {
+	return h.ProductVersion(context.Background(), "pom")
 }
 
-func (s vendorInstall) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	want, err := s.target(sc)
+// vendorInstall runs a vendor installer. Installers are not idempotent, so
+// Probe reads the product's installed version and Apply only runs when the
+// target is not in place yet.
+type vendorInstall struct{ h *Host }
+
+func (s vendorInstall) versions(ctx context.Context, sc orchestrator.StepContext) (have, want orchestrator.Version, err error) {
+	want, err = orchestrator.ParseVersion(sc.Spec.Params["target"])
 	if err != nil {
-		return false, err
+		return have, want, err
 	}
-	have, err := InstalledPOMVersion(s.h)
+	have, err = s.h.ProductVersion(ctx, s.product(sc))
+	if errors.Is(err, ErrNotInstalled) {
+		return orchestrator.Version{}, want, nil
+	}
+	return have, want, err
+}
+
+func (s vendorInstall) product(sc orchestrator.StepContext) string {
+	if p := sc.Spec.Params["product"]; p != "" {
+		return p
+	}
+	return "pom"
+}
+
+func (s vendorInstall) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	have, want, err := s.versions(ctx, sc)
 	if err != nil {
 		return false, fmt.Errorf("read installed version: %w", err)
 	}
-	return have.Compare(want) >= 0, nil
+	return !have.IsZero() && have.Compare(want) >= 0, nil
+}
+
+// installer returns the argv of the step's installer with {iso} filled in.
+func (s vendorInstall) installer(sc orchestrator.StepContext) ([]string, error) {
+	key := sc.Spec.Params["installer"]
+	var argv []string
+	if key == "" || key == "pom" {
+		argv = s.h.Profile.POM.Installer
+	} else {
+		argv = s.h.Profile.PC.Installers[key]
+	}
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("the profile names no installer for %s (pc.installers.%s)", sc.Spec.ID, key)
+	}
+	iso := s.h.Profile.Path(sc.Spec.Params["iso"])
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = strings.ReplaceAll(a, "{iso}", iso)
+	}
+	return s.h.Profile.Command(out), nil
 }
 
 func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) error {
-	iso := s.h.Profile.Path(sc.Spec.Params["iso"])
-	argv := make([]string, 0, len(s.h.Profile.POM.Installer))
-	for _, a := range s.h.Profile.POM.Installer {
-		argv = append(argv, strings.ReplaceAll(a, "{iso}", iso))
+	argv, err := s.installer(sc)
+	if err != nil {
+		return err
 	}
-	argv = s.h.Profile.Command(argv)
 	sc.Log.Info().Strs("argv", argv).Msg("running vendor installer")
 	return s.h.Run.Run(ctx, argv, nil, func(line string) {
 		if m := progressLine.FindStringSubmatch(line); m != nil {
@@ -72,17 +143,13 @@ func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) e
 	})
 }
 
-func (s vendorInstall) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
-	want, err := s.target(sc)
-	if err != nil {
-		return orchestrator.Outputs{}, err
-	}
-	have, err := InstalledPOMVersion(s.h)
+func (s vendorInstall) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+	have, want, err := s.versions(ctx, sc)
 	if err != nil {
 		return orchestrator.Outputs{}, fmt.Errorf("read installed version: %w", err)
 	}
-	if have.Compare(want) < 0 {
-		return orchestrator.Outputs{}, fmt.Errorf("installed version is %s after the installer ran, expected %s", have, want)
+	if have.IsZero() || have.Compare(want) < 0 {
+		return orchestrator.Outputs{}, fmt.Errorf("%s version is %q after the installer ran, expected %s", s.product(sc), have, want)
 	}
 	return orchestrator.Outputs{Values: map[string]string{"installed_version": have.String()}}, nil
 }

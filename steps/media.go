@@ -163,6 +163,7 @@ func (s verifyMedia) Verify(_ context.Context, sc orchestrator.StepContext) (orc
 	if res.Origin == "unproven" {
 		sc.Log.Warn().Msg("the certificate proves integrity, not origin: no pinned fingerprint or trust anchor is configured")
 	}
+	res.Artifact.Path = s.h.Profile.Unroot(res.Artifact.Path)
 	return orchestrator.Outputs{
 		Artifacts: map[string]orchestrator.Artifact{"media": res.Artifact},
 		Values:    map[string]string{"origin": res.Origin, "signed_form": res.SignedForm},

@@ -166,7 +166,7 @@ func TestBackupDB(t *testing.T) {
 		t.Fatalf("Verify outputs %+v have no db-backup artifact", out)
 	}
 	sum := sha256.Sum256(b)
-	if a.Path != final || a.SHA256 != hex.EncodeToString(sum[:]) || a.Size != int64(len(b)) || a.ModTime.IsZero() {
+	if a.Path != e.host.Profile.Unroot(final) || a.SHA256 != hex.EncodeToString(sum[:]) || a.Size != int64(len(b)) || a.ModTime.IsZero() {
 		t.Errorf("artifact = %+v, want %s with sha256 %x and size %d", a, final, sum, len(b))
 	}
 	if err := e.host.Recheck(context.Background(), "db-backup", a); err != nil {

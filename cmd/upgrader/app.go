@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,6 +29,7 @@ type app struct {
 	stateDir    string
 	assume      []string
 	with        []string
+	override    []string
 	output      string
 	yes         bool
 	code        int // exit code for a command that succeeded but must say more
@@ -62,7 +65,7 @@ func (a *app) loadSetup(path string) (setup, error) {
 		return setup{}, usagef("%v", err)
 	}
 	h := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
-	return setup{profile: p, host: h, facts: steps.GatherFacts(h).WithAssumptions(assumed)}, nil
+	return setup{profile: p, host: h, facts: steps.GatherFacts(context.Background(), h).WithAssumptions(assumed)}, nil
 }
 
 func (a *app) procedureFor(p profile.Profile) (string, error) {
@@ -89,9 +92,29 @@ func (a *app) planHere() (setup, orchestrator.Plan, error) {
 	if err != nil {
 		return s, orchestrator.Plan{}, err
 	}
+	overrides, err := a.overrides()
+	if err != nil {
+		return s, orchestrator.Plan{}, err
+	}
 	plan, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: id, Facts: s.facts, Profile: s.profile,
-		Options: orchestrator.Options{With: a.with}})
+		Options: orchestrator.Options{With: a.with, Overrides: overrides}})
 	return s, plan, err
+}
+
+// overrides parses --override ID=REASON flags.
+func (a *app) overrides() (map[string]string, error) {
+	if len(a.override) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, o := range a.override {
+		id, reason, ok := strings.Cut(o, "=")
+		if !ok || strings.TrimSpace(id) == "" || strings.TrimSpace(reason) == "" {
+			return nil, usagef("--override %q: use ID=REASON; the reason is journaled", o)
+		}
+		out[strings.TrimSpace(id)] = strings.TrimSpace(reason)
+	}
+	return out, nil
 }
 
 func (a *app) openState() (*state.DB, error) {

@@ -21,6 +21,7 @@ import (
 
 func newRunCmd(a *app) *cobra.Command {
 	var expect string
+	var replan bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Plan and run the procedure in the foreground",
@@ -57,8 +58,8 @@ when there is none; --yes answers every gate.
 			}
 			defer db.Close()
 			if id, err := db.ActiveRun(); err == nil {
-				run, _, _ := db.LoadRun(id)
-				return withCode(exitError, fmt.Errorf("run %s is still %s: continue it with 'upgrader resume' (or 'upgrader status' to see where it stands)", id, run.State))
+				fmt.Fprintf(out, "Run %s has not finished: carrying it on (as upgrader resume).\n", id)
+				return a.resume(cmd, db, id, replan)
 			}
 			printPlanBrief(out, plan)
 			fmt.Fprintln(out)
@@ -66,6 +67,7 @@ when there is none; --yes answers every gate.
 		},
 	}
 	cmd.Flags().StringVar(&expect, "expect-fingerprint", "", "refuse to run unless the plan's fingerprint starts with this (from 'upgrader plan')")
+	cmd.Flags().BoolVar(&replan, "replan", false, "when a run is active and its plan changed, accept the new plan (journaled)")
 	return cmd
 }
 
@@ -99,46 +101,53 @@ resume shows the difference and refuses. --replan accepts the new plan.
 			} else if err != nil {
 				return withCode(exitError, err)
 			}
-			run, _, err := db.LoadRun(id)
-			if err != nil {
-				return withCode(exitError, err)
-			}
-			profilePath := a.profilePath
-			if !cmd.Flags().Changed("profile") && run.Profile != "" {
-				profilePath = run.Profile
-			}
-			p, err := a.loadProfile(profilePath)
-			if err != nil {
-				return err
-			}
-			rebuilt, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: run.Plan.Procedure, Facts: run.Plan.Facts,
-				Profile: p, Options: orchestrator.Options{With: run.Plan.Inputs.With}})
-			if err != nil {
-				return withCode(exitBlocked, err)
-			}
-			host := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
-			if rebuilt.Fingerprint != run.Plan.Fingerprint {
-				diff := orchestrator.DiffPlans(run.Plan, rebuilt)
-				if !replan {
-					return withCode(exitBlocked, fmt.Errorf("the plan changed since run %s started (%s → %s):\n  %s\nreview it with 'upgrader plan', then accept it with 'upgrader resume --replan'",
-						run.ID, orchestrator.ShortFingerprint(run.Plan.Fingerprint), orchestrator.ShortFingerprint(rebuilt.Fingerprint), strings.Join(diff, "\n  ")))
-				}
-				log, closer, err := a.logger()
-				if err != nil {
-					return withCode(exitError, err)
-				}
-				defer closer.Close()
-				if err := a.engine(db, host, log, nil).Replan(run.ID, rebuilt, actor()); err != nil {
-					return withCode(exitBlocked, err)
-				}
-				fmt.Fprintf(a.humanOut(cmd), "Replanned run %s: %s\n", run.ID, strings.Join(diff, "; "))
-			}
-			fmt.Fprintf(a.humanOut(cmd), "Resuming run %s (%s), state %s\n", run.ID, run.Plan.Procedure, run.State)
-			return a.execute(cmd, db, host, rebuilt, run.ID)
+			return a.resume(cmd, db, id, replan)
 		},
 	}
 	cmd.Flags().BoolVar(&replan, "replan", false, "accept a plan that changed since the run started (journaled)")
 	return cmd
+}
+
+// resume carries on the active run after checking that the plan rebuilt
+// from its recorded facts and today's profile and binary is still the one
+// it started with.
+func (a *app) resume(cmd *cobra.Command, db *state.DB, id string, replan bool) error {
+	run, _, err := db.LoadRun(id)
+	if err != nil {
+		return withCode(exitError, err)
+	}
+	profilePath := a.profilePath
+	if !cmd.Flags().Changed("profile") && run.Profile != "" {
+		profilePath = run.Profile
+	}
+	p, err := a.loadProfile(profilePath)
+	if err != nil {
+		return err
+	}
+	rebuilt, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: run.Plan.Procedure, Facts: run.Plan.Facts,
+		Profile: p, Options: orchestrator.Options{With: run.Plan.Inputs.With, Overrides: run.Plan.Inputs.Overrides}})
+	if err != nil {
+		return withCode(exitBlocked, err)
+	}
+	host := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+	if rebuilt.Fingerprint != run.Plan.Fingerprint {
+		diff := orchestrator.DiffPlans(run.Plan, rebuilt)
+		if !replan {
+			return withCode(exitBlocked, fmt.Errorf("the plan changed since run %s started (%s → %s):\n  %s\nreview it with 'upgrader plan', then accept it with 'upgrader resume --replan'",
+				run.ID, orchestrator.ShortFingerprint(run.Plan.Fingerprint), orchestrator.ShortFingerprint(rebuilt.Fingerprint), strings.Join(diff, "\n  ")))
+		}
+		log, closer, err := a.logger()
+		if err != nil {
+			return withCode(exitError, err)
+		}
+		defer closer.Close()
+		if err := a.engine(db, host, log, nil).Replan(run.ID, rebuilt, actor()); err != nil {
+			return withCode(exitBlocked, err)
+		}
+		fmt.Fprintf(a.humanOut(cmd), "Replanned run %s: %s\n", run.ID, strings.Join(diff, "; "))
+	}
+	fmt.Fprintf(a.humanOut(cmd), "Resuming run %s (%s), state %s\n", run.ID, run.Plan.Procedure, run.State)
+	return a.execute(cmd, db, host, rebuilt, run.ID)
 }
 
 // humanOut is where progress and plans go: stdout for text, stderr when
@@ -176,9 +185,17 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 		}
 		fmt.Fprintf(out, "Run %s started (state %s)\n", runID, db.Path())
 	}
+	run, _, err := db.LoadRun(runID)
+	if err != nil {
+		return withCode(exitError, err)
+	}
+	if twoServers(run.Plan) {
+		host.Role = orchestrator.RoleOf(host.Model())
+		fmt.Fprintf(out, "This server is %q: %s\n", host.Model(), roleText(host.Role))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	outcome, err := eng.Execute(ctx, runID, orchestrator.ExecOptions{Actor: who, Retry: true, Confirm: a.confirmer(cmd, out)})
+	outcome, err := eng.Execute(ctx, runID, orchestrator.ExecOptions{Actor: who, Retry: true, Confirm: a.confirmer(cmd, out), Role: host.Role})
 	printer.endBar()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -191,11 +208,20 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 		return withCode(exitError, err)
 	}
 	fmt.Fprintln(out)
-	printStatus(out, run, recs, nextCommand(run, recs))
+	next := nextCommand(run, recs)
+	if outcome.HandOver != "" {
+		next = handOverText(run, recs, outcome.HandOver, db.Path())
+	}
+	printStatus(out, run, recs, next)
 	if err := a.finishJSON(cmd, statusJSON(run, recs)); err != nil {
 		return err
 	}
+	if outcome.HandOver != "" {
+		return withCode(exitPaused, errSilent)
+	}
 	switch outcome.State {
+	case orchestrator.StateRebooting:
+		return withCode(exitPaused, errSilent)
 	case orchestrator.StateCompleted:
 		return nil
 	case orchestrator.StateBlocked:
@@ -225,6 +251,47 @@ func (a *app) confirmer(cmd *cobra.Command, out io.Writer) func(orchestrator.Ste
 		}
 		return nil, false
 	}
+}
+
+// twoServers reports whether a plan's steps run on two servers.
+func twoServers(p orchestrator.Plan) bool {
+	for _, s := range p.Steps {
+		if s.RunsOn != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func roleText(role string) string {
+	switch role {
+	case orchestrator.RoleSource:
+		return "the old server of the migration"
+	case orchestrator.RoleTarget:
+		return "the new server of the migration"
+	}
+	return "neither server of the migration: no step of it runs here"
+}
+
+// handOverText tells the operator how to carry the run to the server the
+// next step runs on.
+func handOverText(run orchestrator.Run, recs []orchestrator.StepRecord, to, statePath string) string {
+	var files []string
+	for _, r := range recs {
+		for _, a := range r.Outputs.Artifacts {
+			files = append(files, a.Path)
+		}
+	}
+	file := "/var/tmp/upgrader-" + run.ID + ".json"
+	return fmt.Sprintf("the next step runs on %s. Here: upgrader export --out %s; copy it and %s to the same paths there; "+
+		"there: upgrader import %s --profile SITE.yaml && upgrader resume", roleServer(to), file, strings.Join(files, ", "), file)
+}
+
+func roleServer(role string) string {
+	if role == orchestrator.RoleTarget {
+		return "the new server (IBM System x3650 M2)"
+	}
+	return "the old server (HP ProLiant DL385)"
 }
 
 func absPath(p string) string {

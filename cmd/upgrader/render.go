@@ -199,6 +199,8 @@ func nextCommand(run orchestrator.Run, recs []orchestrator.StepRecord) string {
 			s += fmt.Sprintf("   (or: upgrader skip %s --reason \"...\")", spec.ID)
 		}
 		return s
+	case orchestrator.StateRebooting:
+		return "the host was asked to reboot; once it is back up: upgrader resume"
 	case orchestrator.StateFailed:
 		s := "fix the cause shown above, then: upgrader resume"
 		if spec.Skip == orchestrator.SkipWithReason {

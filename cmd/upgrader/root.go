@@ -110,7 +110,8 @@ terminal: 'upgrader resume' carries on where it stopped.
 	f.StringVar(&a.procedure, "procedure", "", "procedure id (default: the profile's)")
 	f.StringVar(&a.stateDir, "state-dir", envOr("UPGRADER_STATE_DIR", "/var/lib/upgrader"), "state directory")
 	f.StringArrayVar(&a.assume, "assume", nil, "override a fact, key=value (repeatable), e.g. pom.version=3.1.0")
-	f.StringSliceVar(&a.with, "with", nil, "optional components to include, comma list")
+	f.StringSliceVar(&a.with, "with", nil, "optional components to include, comma list (supervisor,agent,agent-api; pdc,help-library)")
+	f.StringArrayVar(&a.override, "override", nil, "accept a blocker whose policy allows it: ID=REASON (repeatable, journaled)")
 	f.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	f.BoolVarP(&a.yes, "yes", "y", false, "answer yes at operator gates")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -120,7 +121,7 @@ terminal: 'upgrader resume' carries on where it stopped.
 		return nil
 	}
 	root.AddCommand(newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
-		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a))
+		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a))
 	return root
 }
 

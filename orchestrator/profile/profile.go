@@ -218,6 +218,17 @@ func (p Profile) Path(path string) string {
 	return filepath.Join(p.Root, filepath.Clean("/"+path))
 }
 
+// Unroot is the inverse of Path: the path as the host sees it, without
+// Root. It is how paths are recorded, so that a record made on one server
+// means the same file on another.
+func (p Profile) Unroot(path string) string {
+	rel, err := filepath.Rel(p.Root, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return path
+	}
+	return filepath.Clean("/" + rel)
+}
+
 // Command maps a command's argv onto the host: argv[0] lives under Root.
 func (p Profile) Command(argv []string) []string {
 	if len(argv) == 0 {

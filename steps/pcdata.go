@@ -1,0 +1,95 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"upgrader/orchestrator"
+)
+
+// The PC data backup a migration carries from the old server to the new
+// one, made and restored by the vendor's tools named in the profile.
+
+func (h *Host) pcBackupPath(runID string) string {
+	return filepath.Join(h.Profile.Path(h.Profile.PC.BackupDir), "pc-data-"+runID+".tar.gz")
+}
+
+func (h *Host) pcTool(argv []string, backup, what string) ([]string, error) {
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("the profile names no %s command (pc.%s)", what, what)
+	}
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = strings.ReplaceAll(a, "{backup}", backup)
+	}
+	return h.Profile.Command(out), nil
+}
+
+// pcBackup runs the backup tool on the old server. The tool writes under a
+// temporary name and renames, so a file with the final name is complete.
+type pcBackup struct{ h *Host }
+
+func (s pcBackup) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
+	st, err := os.Stat(s.h.pcBackupPath(sc.RunID))
+	return err == nil && st.Size() > 0, nil
+}
+
+func (s pcBackup) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	path := s.h.pcBackupPath(sc.RunID)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	argv, err := s.h.pcTool(s.h.Profile.PC.Backup, path, "backup")
+	if err != nil {
+		return err
+	}
+	return s.h.Run.Run(ctx, argv, nil, func(l string) { sc.Log.Info().Str("pc-backup", l).Send() })
+}
+
+func (s pcBackup) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+	a, err := s.h.record(s.h.pcBackupPath(sc.RunID), sc.Progress)
+	if err != nil {
+		return orchestrator.Outputs{}, err
+	}
+	if a.Size == 0 {
+		return orchestrator.Outputs{}, fmt.Errorf("%s is empty", a.Path)
+	}
+	return orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"pc-backup": a}}, nil
+}
+
+// pcRestore restores the backup on the new server. Its guard has already
+// proved the file is the one backed up; the restore tool marks the data
+// as restored last, which is what Probe reads.
+type pcRestore struct{ h *Host }
+
+func (s pcRestore) marker() string {
+	return s.h.Profile.Path(filepath.Join(s.h.Profile.PC.Home, "data", ".restored-from"))
+}
+
+func (s pcRestore) Probe(context.Context, orchestrator.StepContext) (bool, error) {
+	_, err := os.Stat(s.marker())
+	return err == nil, nil
+}
+
+func (s pcRestore) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	a, ok := sc.Artifacts["pc-backup"]
+	if !ok {
+		return fmt.Errorf("no verified backup recorded")
+	}
+	argv, err := s.h.pcTool(s.h.Profile.PC.Restore, s.h.Profile.Path(a.Path), "restore")
+	if err != nil {
+		return err
+	}
+	return s.h.Run.Run(ctx, argv, nil, func(l string) { sc.Log.Info().Str("pc-restore", l).Send() })
+}
+
+func (s pcRestore) Verify(context.Context, orchestrator.StepContext) (orchestrator.Outputs, error) {
+	b, err := os.ReadFile(s.marker())
+	if err != nil {
+		return orchestrator.Outputs{}, fmt.Errorf("the restore left no %s: %w", s.marker(), err)
+	}
+	return orchestrator.Outputs{Values: map[string]string{"restored_from": strings.TrimSpace(string(b))}}, nil
+}
