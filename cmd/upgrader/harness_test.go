@@ -21,9 +21,13 @@ import (
 )
 
 // binary is the upgrader built with failpoints for the tests that drive the
-// real process; template is one signed simulated host every test copies, so
-// that all runs share the same media (and host tree hashes compare).
-var binary, template string
+// real process; templates hold one set-up copy of each simulated host that
+// every test copies, so that all runs share the same signed media (and host
+// tree hashes compare).
+var (
+	binary    string
+	templates = map[string]string{}
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "upgrader-cli-test-")
@@ -38,12 +42,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build upgrader:", err)
 		os.Exit(1)
 	}
-	sim, err := simhost.Setup(filepath.Join(dir, "template"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "simulated host:", err)
-		os.Exit(1)
+	for _, name := range simhost.Hosts {
+		sim, err := simhost.SetupHost(name, filepath.Join(dir, "template-"+name))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "simulated host:", err)
+			os.Exit(1)
+		}
+		templates[name] = sim.Dir
 	}
-	template = sim.Dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -58,16 +64,22 @@ type sim struct {
 	state   string
 }
 
-func newSim(t testing.TB) *sim {
+// newSim copies the simulated POM 3.1.1 host.
+func newSim(t testing.TB) *sim { return newSimHost(t, "pom") }
+
+// newSimHost copies the named simulated host (see simhost.Hosts).
+func newSimHost(t testing.TB, name string) *sim {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(template)); err != nil {
+	if err := os.CopyFS(dir, os.DirFS(templates[name])); err != nil {
 		t.Fatal(err)
 	}
 	// os.CopyFS drops modes other than the executable bits: restore the
 	// pgpass file's 0600 the way an administrator would have it.
-	if err := os.Chmod(filepath.Join(dir, "root/etc/upgrader/pgpass"), 0o600); err != nil {
-		t.Fatal(err)
+	if pgpass := filepath.Join(dir, "root/etc/upgrader/pgpass"); fileExists(pgpass) {
+		if err := os.Chmod(pgpass, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &sim{t: t, dir: dir, root: filepath.Join(dir, "root"), profile: filepath.Join(dir, "profile.yaml"), state: filepath.Join(dir, "state")}
 	s.control("delay", "0.01")
@@ -239,4 +251,18 @@ func waitFile(t testing.TB, path string, limit time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return false
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// tool runs one of the simulator's tools (e.g. the operator's actions).
+func (s *sim) tool(args ...string) {
+	s.t.Helper()
+	c := exec.Command(filepath.Join(s.root, "sim/bin", args[0]), args[1:]...)
+	if out, err := c.CombinedOutput(); err != nil {
+		s.t.Fatalf("%v: %v\n%s", args, err, out)
+	}
 }

@@ -20,6 +20,7 @@ type noticePrinter struct {
 	barKey   string
 	lastPct  int64
 	lastText string
+	gate     string // the gate whose header was just shown
 }
 
 func (p *noticePrinter) endBar() {
@@ -35,7 +36,10 @@ func (p *noticePrinter) notify(n orchestrator.Notice) {
 	case "step-start":
 		p.endBar()
 		p.lastPct, p.lastText = -1, ""
-		fmt.Fprintf(p.w, "[%d/%d] %s: %s\n", n.Index+1, n.Total, n.Step, n.Title)
+		if p.gate != n.Step {
+			fmt.Fprintf(p.w, "[%d/%d] %s: %s\n", n.Index+1, n.Total, n.Step, n.Title)
+		}
+		p.gate = ""
 		if strings.HasPrefix(n.Text, "found") {
 			fmt.Fprintf(p.w, "      %s\n", n.Text)
 		}
@@ -54,6 +58,7 @@ func (p *noticePrinter) notify(n orchestrator.Notice) {
 	case "paused":
 		p.endBar()
 		fmt.Fprintf(p.w, "[%d/%d] %s: %s\n      OPERATOR: %s\n", n.Index+1, n.Total, n.Step, n.Title, n.Text)
+		p.gate = n.Step
 	}
 }
 

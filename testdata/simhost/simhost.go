@@ -2,7 +2,7 @@
 // demo: a copy of a host tree with the simulated vendor tools (bin/), its
 // site profile, and media signed with a key and certificate made on the spot.
 //
-// Hosts: pom (POM 3.1.1 on EP 7.2), pc41 and pc411 (Proactive Contact 4.1
+// Hosts: pom (POM 3.1.1 on EP 7.2), pombare (EP 7.2, no POM yet), pc41 and pc411 (Proactive Contact 4.1
 // and 4.1.1), pcbare (bare metal for a fresh install), dl385 (an HP
 // ProLiant DL385 G5 running PC 4.1, migration source) and x3650 (an IBM
 // System x3650 M2, migration target).
@@ -45,7 +45,7 @@ func Source() string {
 }
 
 // Hosts lists the simulated hosts.
-var Hosts = []string{"pom", "pc41", "pc411", "pcbare", "dl385", "x3650"}
+var Hosts = []string{"pom", "pombare", "pc41", "pc411", "pcbare", "dl385", "x3650"}
 
 // Setup copies the simulated POM 3.1.1 host into dir and signs its media.
 func Setup(dir string) (Sim, error) { return SetupHost("pom", dir) }
