@@ -1,6 +1,7 @@
 # upgrader — see README.md. `make demo` and `make test` work on a fresh machine.
 GO      ?= go
 BIN     := bin/upgrader
+PROCEDURE ?= pom-3.1.1-sp1-upgrade
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Customer servers run old glibc: the binary is static.
 export CGO_ENABLED := 0
@@ -23,7 +24,7 @@ test: deps build lint
 	$(GO) test -count=1 ./... ./testdata/simhost/...
 
 demo: build
-	@testdata/demo.sh $(BIN)
+	@testdata/demo.sh $(BIN) $(PROCEDURE)
 
 # Engine cost per step against the fsync floor of the same disk, measured
 # side by side in one run.

@@ -17,3 +17,20 @@ awk '
 		printf "\nengine: %.0f µs per step; fsync floor (200 B + fdatasync): %.0f µs; ratio %.1fx\n", step/1000, floor/1000, step/floor
 		printf "(each step commits twice, intent and result, and a bbolt commit costs two fsyncs: 4x is the floor for this design)\n"
 	}' "$out"
+
+# The whole process of `upgrader plan` for the bundled POM host, beside
+# `true` (the cost of starting any process), averaged over many runs.
+bin=bin/upgrader
+[ -x "$bin" ] || make -s build
+runs=50
+avg_ms() {
+	local start end
+	start=$(date +%s%N)
+	for _ in $(seq $runs); do "$@" >/dev/null 2>&1 || true; done
+	end=$(date +%s%N)
+	echo $(( (end - start) / runs / 1000 ))
+}
+plan_us=$(avg_ms "$bin" plan --profile testdata/simhost/pom/profile.yaml --state-dir "$(mktemp -d)")
+true_us=$(avg_ms /usr/bin/true)
+printf '\nupgrader plan (whole process, bundled POM host): %d.%03d ms per run; `/usr/bin/true`: %d.%03d ms (%d runs each; target under 20 ms)\n' \
+	$((plan_us / 1000)) $((plan_us % 1000)) $((true_us / 1000)) $((true_us % 1000)) $runs
