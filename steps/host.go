@@ -47,6 +47,8 @@ func (h *Host) Build(spec orchestrator.StepSpec) (orchestrator.Step, error) {
 		return pcBackup{h}, nil
 	case "pc-restore":
 		return pcRestore{h}, nil
+	case "help-library":
+		return helpLibrary{h}, nil
 	}
 	return nil, fmt.Errorf("no implementation for action %q (step %s)", spec.Action, spec.ID)
 }

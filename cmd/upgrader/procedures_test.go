@@ -167,3 +167,19 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// The optional help library update unpacks UsingPOM.zip with vpms stopped
+// and started again around it.
+func TestProcedurePOMFreshInstallWithHelpLibrary(t *testing.T) {
+	s := newSimHost(t, "pombare")
+	s.mustRun(exitOK, "run", "--yes", "--with", "help-library")
+	page := filepath.Join(s.root, "opt/Tomcat/tomcat/webapps/VP_POM/help/AvayaPOMDocLibrary/topics/dnc.html")
+	st, err := os.Stat(page)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("help page: %v %v", st, err)
+	}
+	got := strings.Join(s.ledger(), " ")
+	if !strings.Contains(got, "service_stop_vpms service_start_vpms") {
+		t.Fatalf("vpms not stopped and started around the update: %s", got)
+	}
+}
