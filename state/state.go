@@ -177,7 +177,9 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 		if err != nil {
 			return err
 		}
+		var last uint64
 		for _, j := range x.Journal {
+			last = max(last, j.Seq)
 			b, err := json.Marshal(j)
 			if err != nil {
 				return err
@@ -186,7 +188,7 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 				return err
 			}
 		}
-		if err := journal.SetSequence(uint64(len(x.Journal))); err != nil {
+		if err := journal.SetSequence(last); err != nil {
 			return err
 		}
 		if err := meta.Put(keyLatest, id); err != nil {

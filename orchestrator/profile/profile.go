@@ -12,6 +12,7 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -123,6 +124,9 @@ type DB struct {
 	DumpCommand string `yaml:"dump_command" json:"dump_command"`
 }
 
+// PCProducts are the names pc.products knows.
+var PCProducts = []string{"linux-es", "dialer", "database", "supervisor", "agent", "agent-api"}
+
 // Decode reads a profile strictly: unknown keys and bad values are errors
 // that name the line. A relative Root is taken relative to baseDir, the
 // directory the profile file is in.
@@ -160,6 +164,9 @@ func (p Profile) validate() error {
 	}
 	sources := map[string]VersionSource{"pom.version": p.POM.Version}
 	for name, src := range p.PC.Products {
+		if !slices.Contains(PCProducts, name) {
+			bad("pc.products.%s: not a PC product; use %s", name, strings.Join(PCProducts, ", "))
+		}
 		sources["pc.products."+name] = src
 	}
 	for name, src := range sources {
