@@ -284,8 +284,11 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	if resumed {
 		event, text = "step.resume", fmt.Sprintf("found %s started by an earlier process: probing it (attempt %d)", spec.ID, rec.Attempts)
 	}
-	j := e.entry(*run, engineActor, event, spec.ID, text, map[string]string{
-		"attempt": fmt.Sprint(rec.Attempts), "fingerprint": run.Plan.Fingerprint})
+	fields := map[string]string{"attempt": fmt.Sprint(rec.Attempts), "fingerprint": run.Plan.Fingerprint}
+	if m := materialIDs(spec); m != "" {
+		fields["material_id"] = m // the vendor material this step follows, for the record
+	}
+	j := e.entry(*run, engineActor, event, spec.ID, text, fields)
 	run.UpdatedAt = e.now()
 	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
 		return err
@@ -351,7 +354,7 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	if inPlace {
 		text += " (already in place)"
 	}
-	fields := map[string]string{"attempt": fmt.Sprint(rec.Attempts)}
+	fields = map[string]string{"attempt": fmt.Sprint(rec.Attempts)}
 	for name, a := range out.Artifacts {
 		fields["artifact."+name] = fmt.Sprintf("%s sha256:%s size:%d", a.Path, a.SHA256, a.Size)
 	}
@@ -367,6 +370,18 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	e.failpoint("after-result", spec.ID)
 	e.notify(Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
 	return nil
+}
+
+// materialIDs lists the material IDs of a step's references, comma
+// separated, "" if it has none.
+func materialIDs(spec StepSpec) string {
+	var ids []string
+	for _, r := range spec.Refs {
+		if r.MaterialID != "" && !slices.Contains(ids, r.MaterialID) {
+			ids = append(ids, r.MaterialID)
+		}
+	}
+	return strings.Join(ids, ",")
 }
 
 // failOrCancel leaves a cancelled step as started, to be probed on the next

@@ -125,7 +125,10 @@ func pcFrom(in PlanInput, p *Plan, verb string) (Version, bool) {
 		return Version{}, false
 	}
 	p.From = from.String()
-	if from.Release().Compare(pc412) >= 0 && verb == "upgrade" {
+	// 4.1.2 and its builds (4.1.2.x) are the target; anything later (5.x)
+	// is not covered by the document and is blocked, not "nothing to do".
+	at412 := from.Major() == 4 && from.Minor() == 1 && from.Patch() == 2
+	if at412 && verb == "upgrade" {
 		p.NothingToDo = true
 		p.Notes = append(p.Notes, Finding{ID: "pc-already-at-target", Severity: SeverityNote, Skip: SkipNever,
 			Message: fmt.Sprintf("PC Dialer %s is installed: already at 4.1.2 or later, nothing to do", from)})
@@ -133,8 +136,11 @@ func pcFrom(in PlanInput, p *Plan, verb string) (Version, bool) {
 	}
 	if !from.Equal(pc41) && !from.Equal(pc411) {
 		what := "upgrade to 4.1 or 4.1.1 first"
-		if from.Compare(pc412) >= 0 {
+		switch {
+		case at412:
 			what = "this procedure upgrades 4.1 and 4.1.1 only"
+		case from.Compare(pc412) > 0:
+			what = from.String() + " is newer than 4.1.2: leave it as it is (this procedure upgrades 4.1 and 4.1.1 only)"
 		}
 		p.Blockers = append(p.Blockers, Finding{ID: "pc-" + verb + "-from-4.1-or-4.1.1-only", Severity: SeverityBlocker, Skip: SkipNever,
 			Refs:    []Ref{{ReleaseNotes: pcNote}},
@@ -171,13 +177,17 @@ func pcInstallSpaceFinding(in PlanInput, p *Plan) {
 	}
 }
 
-func databaseStep(from Version, runsOn string) (StepSpec, bool) {
+// databaseStep adds database-4.1.2 when upgrading from 4.1, and otherwise
+// a note saying why it is left out.
+func databaseStep(from Version, runsOn string, p *Plan) {
 	if !from.Equal(pc41) {
-		return StepSpec{}, false
+		p.Notes = append(p.Notes, Finding{ID: "database-not-needed", Severity: SeverityNote, Skip: SkipNever,
+			Message: "upgrading from " + from.String() + ": the 4.1.2 database step is only for upgrades from 4.1"})
+		return
 	}
 	s := pcInstallStep("database-4.1.2", "database", "4.1.2", "upgrading from 4.1: the 4.1.2 database is installed too")
 	s.RunsOn = runsOn
-	return s, true
+	p.Steps = append(p.Steps, s)
 }
 
 func pcUpgrade() Procedure {
@@ -192,12 +202,7 @@ func pcUpgrade() Procedure {
 			up.Irreversible = true
 			up.Notes = []string{"the release notes describe no downgrade: upgrader treats this as the point of no return"}
 			p.Steps = append(p.Steps, up)
-			if s, ok := databaseStep(from, ""); ok {
-				p.Steps = append(p.Steps, s)
-			} else {
-				p.Notes = append(p.Notes, Finding{ID: "database-not-needed", Severity: SeverityNote, Skip: SkipNever,
-					Message: "upgrading from " + from.String() + ": the 4.1.2 database step is only for upgrades from 4.1"})
-			}
+			databaseStep(from, "", p)
 			pcOptional(in, p, "")
 		}}
 }
@@ -257,9 +262,7 @@ func pcMigrate() Procedure {
 			up.RunsOn = RoleTarget
 			up.Notes = []string{"the document lists no \"Install PC 4.1 Dialer\" on the new server before this upgrade: upgrader follows it literally"}
 			p.Steps = append(p.Steps, up)
-			if s, ok := databaseStep(from, RoleTarget); ok {
-				p.Steps = append(p.Steps, s)
-			}
+			databaseStep(from, RoleTarget, p)
 			pcOptional(in, p, RoleTarget)
 			p.Notes = append(p.Notes, Finding{ID: "migration-two-servers", Severity: SeverityNote, Skip: SkipNever,
 				Message: "steps run on two servers: after backup-source, export the run (upgrader export), copy it and the backup to the IBM x3650 M2, import it there (upgrader import) and resume; the old server is left untouched"})

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -180,6 +181,9 @@ func dncImportGate() StepSpec {
 	}
 }
 
+// pomInstallOptions are what --with adds to the POM install, in install order.
+var pomInstallOptions = []string{"pdc", "help-library"}
+
 func pomInstall() Procedure {
 	return Procedure{
 		ID:      "pom-3.1.1-sp1-install",
@@ -200,7 +204,12 @@ func pomInstall() Procedure {
 			inst.Requires = []string{"media"}
 			inst.Refs = pomRef("Installing the release")
 			p.Steps = append(p.Steps, inst)
-			for _, w := range in.Options.With {
+			// In the document's order (PDC, then the help library) whatever
+			// order --with gives, and each once.
+			for _, w := range pomInstallOptions {
+				if !slices.Contains(in.Options.With, w) {
+					continue
+				}
 				switch w {
 				case "pdc":
 					p.Steps = append(p.Steps, StepSpec{ID: "pdc", Title: "Install POM PDC (POMPDC_311.zip)", Kind: KindGate,
@@ -213,7 +222,10 @@ func pomInstall() Procedure {
 						Params: map[string]string{"zip": path.Join(in.Profile.Media.Dir, "UsingPOM.zip"),
 							"dir": "/opt/Tomcat/tomcat/webapps/VP_POM/help/AvayaPOMDocLibrary", "owner": "avayavp", "group": "avayavpgroup",
 							"services": strings.Join(in.Profile.POM.Services, ",")}})
-				default:
+				}
+			}
+			for _, w := range in.Options.With {
+				if !slices.Contains(pomInstallOptions, w) {
 					p.Blockers = append(p.Blockers, Finding{ID: "unknown-option", Severity: SeverityBlocker, Skip: SkipNever,
 						Message: fmt.Sprintf("--with %s: the POM install offers pdc and help-library", w)})
 				}
