@@ -246,39 +246,3 @@ func (p Plan) StepIndex(id string) int {
 	}
 	return -1
 }
-
-// DiffPlans lists, for people, how plan b differs from plan a.
-func DiffPlans(a, b Plan) []string {
-	var d []string
-	if a.Inputs.Catalog != b.Inputs.Catalog {
-		d = append(d, fmt.Sprintf("catalog %s → %s (a different upgrader binary)", a.Inputs.Catalog, b.Inputs.Catalog))
-	}
-	if a.Inputs.Profile != b.Inputs.Profile {
-		d = append(d, "the site profile changed")
-	}
-	if strings.Join(a.Inputs.With, ",") != strings.Join(b.Inputs.With, ",") {
-		d = append(d, fmt.Sprintf("--with %v → %v", a.Inputs.With, b.Inputs.With))
-	}
-	ids := func(p Plan) string {
-		s := make([]string, len(p.Steps))
-		for i, st := range p.Steps {
-			s[i] = st.ID
-		}
-		return strings.Join(s, " ")
-	}
-	if ids(a) != ids(b) {
-		d = append(d, fmt.Sprintf("steps [%s] → [%s]", ids(a), ids(b)))
-	} else {
-		for i := range a.Steps {
-			ja, _ := json.Marshal(a.Steps[i])
-			jb, _ := json.Marshal(b.Steps[i])
-			if string(ja) != string(jb) {
-				d = append(d, fmt.Sprintf("step %s changed", a.Steps[i].ID))
-			}
-		}
-	}
-	if len(d) == 0 && a.Fingerprint != b.Fingerprint {
-		d = append(d, "findings or facts changed")
-	}
-	return d
-}
