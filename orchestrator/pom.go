@@ -82,6 +82,7 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 	}
 
 	pomCommonFindings(in, p)
+	isoNameTypoNote(p)
 	if size, ok := in.Facts.Int(FactDBSize); ok {
 		if free, ok := in.Facts.Int(FactFreeBackup); ok {
 			spaceFinding(p, "backup-space", "the POM database backup", free, size+size/10)
@@ -106,7 +107,8 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 	})
 	up := pomInstallerStep(in, "upgrade-pom", "Run the POM 3.1.1 SP1 installer", "the upgrade itself; restoring the previous version is not supported")
 	up.Irreversible, up.Downtime = true, true
-	up.Refs = pomRef("Restoring software to previous version")
+	up.Refs = []Ref{{ReleaseNotes: pomReleaseNote, Section: "Upgrading to release POM 3.1.1 SP1"},
+		{ReleaseNotes: pomReleaseNote, Section: "Restoring software to previous version"}}
 	up.Requires = []string{"media", "db-backup"}
 	up.Notes = []string{"no rollback: from here on the way back is a restore of the backup onto a reinstalled POM 3.1.1"}
 	p.Steps = append(p.Steps, up)
@@ -115,7 +117,7 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 		Skip: SkipNever, Downtime: true, Reason: "bring POM back into service",
 		Params: map[string]string{"services": services},
 	})
-	p.Steps = append(p.Steps, dncImportGate())
+	p.Steps = append(p.Steps, dncImportGate("before the upgrade (\"Record successful import\" keeps working as it did)"))
 }
 
 // pomCommonFindings are the findings every POM 3.1.1 SP1 procedure shares.
@@ -128,6 +130,11 @@ func pomCommonFindings(in PlanInput, p *Plan) {
 	p.Warnings = append(p.Warnings, Finding{ID: "OUTREACH-11880", Severity: SeverityWarning, Skip: SkipWithReason,
 		Refs:    pomRef("Known issues and workarounds"),
 		Message: "POM 3.1.1 raises no DB alarm when the database reaches its maximum connections: watch connection use during the upgrade"})
+}
+
+// isoNameTypoNote: the upgrade section of the release notes names another
+// ISO than the file list.
+func isoNameTypoNote(p *Plan) {
 	p.Notes = append(p.Notes, Finding{ID: "iso-name-typo", Severity: SeverityNote, Skip: SkipNever,
 		Refs:    pomRef("Upgrading to release POM 3.1.1 SP1"),
 		Message: "the release notes' upgrade section names POM.03.01.01.00.004-r35452-x86_64.iso, a typo: upgrader uses the file list's " + pomSP1ISOName})
@@ -170,14 +177,16 @@ func pomInstallerStep(in PlanInput, id, title, reason string) StepSpec {
 			"iso": path.Join(in.Profile.Media.Dir, in.Profile.Media.ISO)}}
 }
 
-func dncImportGate() StepSpec {
+// dncImportGate asks the operator to decide on the new checkbox; when
+// says which sites need it.
+func dncImportGate(when string) StepSpec {
 	return StepSpec{
 		ID: "enable-dnc-import", Title: "Enable \"Record successful DNC Import\" if the site needs it", Kind: KindGate,
 		Action: "gate", Skip: SkipWithReason,
 		Reason: "SP1 separates DNC import recording from contact import recording; the new checkbox is off by default",
 		Refs:   pomRef("Option to record successful DNC import separate from the contact list import"),
-		Instructions: "In POM Global Configurations, tick \"Record successful DNC Import\" if the site recorded DNC imports " +
-			"before the upgrade (\"Record successful import\" keeps working as it did). Confirm when done or not needed.",
+		Instructions: "In POM Global Configurations, tick \"Record successful DNC Import\" if the site records DNC imports " +
+			when + ". Confirm when done or not needed.",
 	}
 }
 
@@ -230,7 +239,7 @@ func pomInstall() Procedure {
 						Message: fmt.Sprintf("--with %s: the POM install offers pdc and help-library", w)})
 				}
 			}
-			p.Steps = append(p.Steps, dncImportGate())
+			p.Steps = append(p.Steps, dncImportGate("(the checkbox is off after the install)"))
 		},
 	}
 }
