@@ -251,7 +251,8 @@ func pcMigrate() Procedure {
 			backup := StepSpec{ID: "backup-source", Title: "Back up the dialer data on the old server", Kind: KindAuto,
 				Action: "pc-backup", Skip: SkipNever, RunsOn: RoleSource, Produces: []string{"pc-backup"},
 				Reason: "the new server starts from this data", Refs: pcRefs("dialer-4.1.2"),
-				Notes: []string{"the document prints material ID 700479025 (the 4.1.2 Dialer) beside this step; upgrader shows it as printed"}}
+				Notes: []string{"the document prints material ID 700479025 (the 4.1.2 Dialer) beside this step; upgrader shows it as printed",
+					"the document does not say to stop dialing first: calls and list changes made after the backup stay on the old server; plan the cut-over"}}
 			p.Steps = append(p.Steps, backup)
 			p.Steps = append(p.Steps, linuxESSteps(RoleTarget, "the IBM x3650 M2 starts from the Linux ES media")...)
 			p.Steps = append(p.Steps, StepSpec{ID: "restore-backup", Title: "Restore the old server's data backup", Kind: KindAuto,

@@ -255,7 +255,7 @@ func pomEPFindings(in PlanInput, p *Plan) {
 	if !ok || raw == "" {
 		p.Warnings = append(p.Warnings, Finding{ID: "ep-version-unknown", Severity: SeverityWarning, Skip: SkipWithReason,
 			Refs:    pomRef("Required patches"),
-			Message: "Experience Portal version unknown: set ep.version in the profile; EP 7.2 and 7.2.1 need MPP patches"})
+			Message: "Experience Portal version unknown: set ep.version in the profile; EP 7.2 and 7.2.1 need MPP patches, and EP 7.2 sites staying on 7.2 need the ccxml.jsi sizes on every MPP, which this plan leaves out"})
 		return
 	}
 	ep, err := ParseVersion(raw)

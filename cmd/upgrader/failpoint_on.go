@@ -24,7 +24,9 @@ var failpoint = func(point, step string) {
 		panic("failpoint " + point + ":" + step)
 	default:
 		if mark := os.Getenv("UPGRADER_FAILPOINT_MARK"); mark != "" {
-			os.WriteFile(mark, []byte(fmt.Sprintf("%s:%s %d\n", point, step, os.Getpid())), 0o644)
+			// Written whole, then renamed: whoever sees the mark sees its content.
+			os.WriteFile(mark+".tmp", []byte(fmt.Sprintf("%s:%s %d\n", point, step, os.Getpid())), 0o644)
+			os.Rename(mark+".tmp", mark)
 		}
 		for {
 			time.Sleep(time.Second)

@@ -13,8 +13,9 @@ sim_checkpoint() { # tool n
 	local here="$1:$2" delay=0.1
 	if [ -f "$SIM_CONTROL/pause-at" ] && [ "$(cat "$SIM_CONTROL/pause-at")" = "$here" ]; then
 		mv "$SIM_CONTROL/pause-at" "$SIM_CONTROL/pause-at.hit"
-		echo "$here $$" > "$SIM_CONTROL/paused"
-		sync "$SIM_CONTROL/paused"
+		# Written whole, then renamed: whoever sees the file sees its content.
+		echo "$here $$" > "$SIM_CONTROL/paused.tmp"
+		mv "$SIM_CONTROL/paused.tmp" "$SIM_CONTROL/paused"
 		while :; do sleep 1; done
 	fi
 	if [ -f "$SIM_CONTROL/fail-at" ] && [ "$(cat "$SIM_CONTROL/fail-at")" = "$here" ]; then
