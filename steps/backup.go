@@ -3,93 +3,156 @@ package steps
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator"
 )
 
 // backupDB dumps the POM database with pg_dump in custom format. The dump
-// is written under a temporary name, fsynced and renamed, so a file with
-// the final name is always complete. The password reaches pg_dump only
-// through PGPASSFILE.
+// is written under a temporary name, fsynced, proved readable with
+// pg_restore --list and only then renamed, so a file with the final name
+// is always a complete, readable archive. The password reaches the tools
+// only through PGPASSFILE: never argv, never PGPASSWORD.
 type backupDB struct{ h *Host }
+
+// ErrDBUnreachable is the DB alarm: the database cannot be reached, and
+// the steps that need it hold until it can.
+var ErrDBUnreachable = errors.New("DB alarm: the POM database is unreachable")
 
 func (s backupDB) path(sc orchestrator.StepContext) string {
 	dir := s.h.Profile.Path(sc.Spec.Params["backup_dir"])
 	return filepath.Join(dir, fmt.Sprintf("pomdb-%s-%s.dump", sc.Spec.Params["database"], sc.RunID))
 }
 
-// checkDump proves the file is a complete pg_dump custom-format archive.
-func checkDump(path string) error {
+func (s backupDB) tool(name, configured string) string {
+	if configured == "" {
+		configured = "/usr/bin/" + name
+	}
+	return s.h.Profile.Path(configured)
+}
+
+// conn is the connection arguments every client gets.
+func (s backupDB) conn(database string) []string {
+	db := s.h.Profile.DB
+	return []string{"--host=" + db.Host, "--port=" + strconv.Itoa(db.Port), "--username=" + db.User, "--no-password", "--dbname=" + database}
+}
+
+func (s backupDB) env() []string {
+	if s.h.Profile.DB.PasswordFile == "" {
+		return nil
+	}
+	return []string{"PGPASSFILE=" + s.h.Profile.Path(s.h.Profile.DB.PasswordFile)}
+}
+
+// databaseSize asks the server how big the database is; a failure to ask is
+// the DB alarm.
+func (s backupDB) databaseSize(ctx context.Context, database string) (int64, error) {
+	argv := append([]string{s.tool("psql", s.h.Profile.DB.PSQLCommand)}, s.conn(database)...)
+	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command=SELECT pg_database_size(current_database())")
+	var out strings.Builder
+	if err := s.h.Run.Run(ctx, argv, s.env(), func(l string) { out.WriteString(l + "\n") }); err != nil {
+		return 0, fmt.Errorf("%w (%s:%d, database %s): %v; the run holds: bring the database back, then upgrader resume",
+			ErrDBUnreachable, s.h.Profile.DB.Host, s.h.Profile.DB.Port, database, err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("database size: psql answered %q", strings.TrimSpace(out.String()))
+	}
+	return n, nil
+}
+
+// verifyDump proves a file is a complete custom-format archive: the magic
+// bytes, pg_restore listing its table of contents, and pg_restore reading
+// every entry to the end.
+func (s backupDB) verifyDump(ctx context.Context, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	magic := make([]byte, 5)
-	if _, err := io.ReadFull(f, magic); err != nil || !bytes.Equal(magic, []byte("PGDMP")) {
+	_, err = io.ReadFull(f, magic)
+	f.Close()
+	if err != nil || !bytes.Equal(magic, []byte("PGDMP")) {
 		return fmt.Errorf("%s is not a pg_dump custom-format archive", path)
+	}
+	argv := []string{s.tool("pg_restore", s.h.Profile.DB.RestoreCommand), "--list", path}
+	var entries int
+	if err := s.h.Run.Run(ctx, argv, nil, func(l string) {
+		if l != "" && !strings.HasPrefix(l, ";") {
+			entries++
+		}
+	}); err != nil {
+		return fmt.Errorf("%s cannot be read back by pg_restore (truncated or damaged): %w", path, err)
+	}
+	if entries == 0 {
+		return fmt.Errorf("%s lists no database objects", path)
+	}
+	// --list reads only the table of contents; a dump cut short in its
+	// data still lists. Reading every entry out (to /dev/null) proves the
+	// data is whole.
+	argv = []string{s.tool("pg_restore", s.h.Profile.DB.RestoreCommand), "--file=/dev/null", path}
+	if err := s.h.Run.Run(ctx, argv, nil, nil); err != nil {
+		return fmt.Errorf("%s cannot be read to the end by pg_restore (truncated or damaged): %w", path, err)
 	}
 	return nil
 }
 
-func (s backupDB) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	if _, err := os.Stat(s.path(sc)); os.IsNotExist(err) {
+func (s backupDB) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	if _, err := os.Stat(s.path(sc)); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	return checkDump(s.path(sc)) == nil, nil
+	return s.verifyDump(ctx, s.path(sc)) == nil, nil
 }
 
 func (s backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error {
 	final := s.path(sc)
-	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	tmp := final + ".partial"
-	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	db := s.h.Profile.DB
-	dump := db.DumpCommand
-	if dump == "" {
-		dump = "/usr/bin/pg_dump"
+	database := sc.Spec.Params["database"]
+	size, err := s.databaseSize(ctx, database)
+	if err != nil {
+		return err
 	}
-	argv := s.h.Profile.Command([]string{dump, "--format=custom", "--file=" + tmp, "--host=" + db.Host,
-		"--port=" + strconv.Itoa(db.Port), "--username=" + db.User, "--no-password", "--dbname=" + sc.Spec.Params["database"]})
-	var env []string
-	if db.PasswordFile != "" {
-		env = append(env, "PGPASSFILE="+s.h.Profile.Path(db.PasswordFile))
+	if free, ok := freeBytes(dir); ok && free < size+size/10 {
+		return fmt.Errorf("%s has %s free and the database is %s: free at least %s there, then upgrader resume",
+			dir, humanBytes(free), humanBytes(size), humanBytes(size+size/10-free))
 	}
-	if err := s.h.Run.Run(ctx, argv, env, func(l string) { sc.Log.Info().Str("pg_dump", l).Send() }); err != nil {
+	argv := append([]string{s.tool("pg_dump", s.h.Profile.DB.DumpCommand), "--format=custom", "--file=" + tmp}, s.conn(database)...)
+	if err := s.h.Run.Run(ctx, argv, s.env(), func(l string) { sc.Log.Info().Str("pg_dump", l).Send() }); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("pg_dump: %w", err)
 	}
-	f, err := os.Open(tmp)
-	if err != nil {
+	if err := syncFile(tmp); err != nil {
+		os.Remove(tmp)
 		return err
 	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return err
-	}
-	if err := checkDump(tmp); err != nil {
+	if err := s.verifyDump(ctx, tmp); err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(final))
+	return syncDir(dir)
 }
 
-func (s backupDB) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+func (s backupDB) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
 	p := s.path(sc)
-	if err := checkDump(p); err != nil {
+	if err := s.verifyDump(ctx, p); err != nil {
 		return orchestrator.Outputs{}, err
 	}
 	a, err := s.h.record(p, sc.Progress)
@@ -97,4 +160,36 @@ func (s backupDB) Verify(_ context.Context, sc orchestrator.StepContext) (orches
 		return orchestrator.Outputs{}, err
 	}
 	return orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"db-backup": a}}, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// freeBytes is the space left for an unprivileged writer in dir's
+// filesystem.
+func freeBytes(dir string) (int64, bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

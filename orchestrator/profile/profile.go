@@ -120,8 +120,11 @@ type DB struct {
 	User         string `yaml:"user" json:"user"`
 	PasswordFile string `yaml:"password_file" json:"password_file"`
 	BackupDir    string `yaml:"backup_dir" json:"backup_dir"`
-	// DumpCommand is the pg_dump binary to use.
-	DumpCommand string `yaml:"dump_command" json:"dump_command"`
+	// DumpCommand, RestoreCommand and PSQLCommand are the PostgreSQL
+	// client binaries (default /usr/bin/pg_dump, pg_restore, psql).
+	DumpCommand    string `yaml:"dump_command" json:"dump_command"`
+	RestoreCommand string `yaml:"restore_command" json:"restore_command"`
+	PSQLCommand    string `yaml:"psql_command" json:"psql_command"`
 }
 
 // PCProducts are the names pc.products knows.
