@@ -29,6 +29,13 @@ type signer struct {
 
 func newSigner(tb testing.TB, name string) signer {
 	tb.Helper()
+	return newSignerWith(tb, name, time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0), x509.ExtKeyUsageCodeSigning)
+}
+
+// newSignerWith makes a self-signed certificate valid from notBefore to
+// notAfter with one extended key usage.
+func newSignerWith(tb testing.TB, name string, notBefore, notAfter time.Time, usage x509.ExtKeyUsage) signer {
+	tb.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		tb.Fatal(err)
@@ -36,10 +43,10 @@ func newSigner(tb testing.TB, name string) signer {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(1, 0, 0),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -180,8 +187,32 @@ func TestMediaCheck(t *testing.T) {
 			m.SHA256 = otherSum
 		}, wantErr: "does not match the published", crossCheck: true},
 		{name: "no published sum", setup: func(_ testing.TB, _ mediaFixture, m *MediaCheck) {
-			m.SHA256 = "  "
+			m.SHA256, m.RequireSum = "  ", true
 		}, wantErr: "no published SHA-256"},
+		{name: "no published sum, stand-alone: the signature vouches for the computed hash", setup: func(_ testing.TB, _ mediaFixture, m *MediaCheck) {
+			m.SHA256 = ""
+		}, wantForm: "with-newline", wantOrigin: "unproven"},
+		{name: "expired certificate", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
+			s := newSignerWith(tb, "expired", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageCodeSigning)
+			writeTestFile(tb, f.crt, s.certPEM())
+			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+		}, wantErr: "expired on"},
+		{name: "expired but pinned: the engineer's explicit trust", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
+			s := newSignerWith(tb, "expired", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageCodeSigning)
+			writeTestFile(tb, f.crt, s.certPEM())
+			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+			m.PinSHA256 = s.fingerprint()
+		}, wantForm: "with-newline", wantOrigin: "pinned"},
+		{name: "certificate not yet valid", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
+			s := newSignerWith(tb, "future", time.Now().AddDate(1, 0, 0), time.Now().AddDate(2, 0, 0), x509.ExtKeyUsageCodeSigning)
+			writeTestFile(tb, f.crt, s.certPEM())
+			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+		}, wantErr: "not valid before"},
+		{name: "certificate without code-signing usage", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
+			s := newSignerWith(tb, "tls server", time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0), x509.ExtKeyUsageServerAuth)
+			writeTestFile(tb, f.crt, s.certPEM())
+			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+		}, wantErr: "not issued for code signing"},
 		{name: "truncated ISO, size known", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
 			truncate(tb, f.iso, f.size-2048)
 			m.Size = f.size
@@ -359,5 +390,25 @@ func TestOpensslAgreesOnFixture(t *testing.T) {
 	}
 	if !bytes.Equal(readTestFile(t, f.crt), s.certPEM()) {
 		t.Error("fixture certificate changed")
+	}
+}
+
+// Checks names every failure at once, so an engineer fixes them in one go.
+func TestMediaChecksNamesEveryFailure(t *testing.T) {
+	good := newSigner(t, "vendor")
+	f := newMediaFixture(t, good)
+	s := newSignerWith(t, "tls", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageServerAuth)
+	writeTestFile(t, f.crt, s.certPEM())
+	_, findings := MediaCheck{ISO: f.iso, SHA256: strings.Repeat("0", 64), Size: f.size + 1}.Checks()
+	failed := map[string]bool{}
+	for _, fd := range findings {
+		if !fd.OK {
+			failed[fd.Check] = true
+		}
+	}
+	for _, c := range []string{"size", "sha256", "validity", "code-signing", "signature"} {
+		if !failed[c] {
+			t.Errorf("check %s not reported as failed: %+v", c, findings)
+		}
 	}
 }

@@ -274,3 +274,36 @@ func TestInterruptLetsIrreversibleStepFinish(t *testing.T) {
 	}
 	s.mustRun(exitOK, "resume", "--yes")
 }
+
+// The stand-alone media check: exit 0 only when everything verifies, and
+// every failure named.
+func TestVerifyMediaCommand(t *testing.T) {
+	s := newSim(t)
+	iso := filepath.Join(s.root, "media", "POM.03.01.01.01.00.003-r35434-x86_64.iso")
+	const sum = "4bba4c54aa533f7129361ec262c4343949dc3c8d240d17d217edefc910131193"
+	r := s.mustRun(exitOK, "verify-media", iso, "--sha256", sum, "--size", "270336")
+	if !strings.Contains(r.stdout, "verifies (origin: unproven)") || !strings.Contains(r.stdout, "WARN origin") {
+		t.Fatalf("good media:\n%s", r.stdout)
+	}
+	r = s.mustRun(exitFailed, "verify-media", iso, "--sha256", strings.Repeat("0", 64), "--size", "1", "-o", "json")
+	var doc struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			Check string `json:"check"`
+			OK    bool   `json:"ok"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, c := range doc.Checks {
+		if !c.OK {
+			failed = append(failed, c.Check)
+		}
+	}
+	if doc.OK || strings.Join(failed, ",") != "size,sha256,signature" {
+		t.Fatalf("ok=%v failed=%v", doc.OK, failed)
+	}
+	s.mustRun(exitUsage, "verify-media")
+}

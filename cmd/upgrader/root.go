@@ -121,7 +121,8 @@ terminal: 'upgrader resume' carries on where it stopped.
 		return nil
 	}
 	root.AddCommand(newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
-		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a))
+		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a),
+		newVerifyMediaCmd(a))
 	return root
 }
 
