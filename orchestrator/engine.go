@@ -402,6 +402,17 @@ func (e *Engine) fail(run *Run, recs []StepRecord, rec StepRecord, serr *StepErr
 }
 
 func (e *Engine) confirm(run *Run, recs []StepRecord, i int, actor string, att map[string]string) error {
+	spec := run.Plan.Steps[i]
+	var missing []string
+	for _, field := range spec.Attest {
+		if strings.TrimSpace(att[field]) == "" {
+			missing = append(missing, field)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s needs %s (give --attest %s=VALUE); the run still waits", ErrAttestation, spec.ID,
+			strings.Join(missing, ", "), missing[0])
+	}
 	rec := recs[i]
 	rec.Confirmation = &Confirmation{Actor: actor, At: e.now(), Attestation: att}
 	return e.transition(run, recs, EventConfirm, actor, "operator confirmed "+rec.StepID, rec)

@@ -24,6 +24,9 @@ var (
 	ErrUnknownProcedure = errors.New("unknown procedure")
 	// ErrGuard means a step's required artifact is missing or changed.
 	ErrGuard = errors.New("step guard failed")
+	// ErrAttestation means an operator confirmed a gate without the
+	// fields it requires.
+	ErrAttestation = errors.New("attestation incomplete")
 	// ErrRebootRequested is returned by a reboot step's Apply once it has
 	// asked the host to restart: the run waits for the host to come back.
 	ErrRebootRequested = errors.New("reboot requested")

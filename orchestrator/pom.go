@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"upgrader/orchestrator/profile"
 )
 
 // POM 3.1.1 SP1 release facts (DOMAIN.md §2).
@@ -92,12 +93,7 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 			Message: "the database size is not known before the backup: backup-db checks free space against it when it runs"})
 	}
 	p.Steps = append(p.Steps, verifyMediaStep(in))
-	p.Steps = append(p.Steps, StepSpec{
-		ID: "backup-db", Title: "Back up the POM database", Kind: KindAuto, Action: "backup-db",
-		Skip: SkipNever, Reason: "the upgrade changes the database schema and cannot be rolled back",
-		Refs: pomRef("Backing up the software"), Produces: []string{"db-backup"},
-		Params: map[string]string{"database": prof.DB.Name, "backup_dir": prof.DB.BackupDir},
-	})
+	p.Steps = append(p.Steps, backupDBStep(prof))
 	p.Steps = append(p.Steps, mppConfigSteps(in)...)
 	services := strings.Join(prof.POM.Services, ",")
 	p.Steps = append(p.Steps, StepSpec{
@@ -118,6 +114,34 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 		Params: map[string]string{"services": services},
 	})
 	p.Steps = append(p.Steps, dncImportGate("before the upgrade (\"Record successful import\" keeps working as it did)"))
+}
+
+// backupDBStep backs up the POM database: with pg_dump on PostgreSQL; on
+// Oracle or SQL Server with the site's backup command, or, without one,
+// as an operator gate whose attested backup file is checked and guarded
+// like any other backup.
+func backupDBStep(prof profile.Profile) StepSpec {
+	s := StepSpec{
+		ID: "backup-db", Title: "Back up the POM database", Kind: KindAuto, Action: "backup-db",
+		Skip: SkipNever, Reason: "the upgrade changes the database schema and cannot be rolled back",
+		Refs: pomRef("Backing up the software"), Produces: []string{"db-backup"},
+		Params: map[string]string{"database": prof.DB.Name, "backup_dir": prof.DB.BackupDir},
+	}
+	switch {
+	case prof.DB.Kind == "" || prof.DB.Kind == "postgres":
+	case len(prof.DB.BackupCommand) > 0:
+		s.Action = "backup-command"
+		s.Title = "Back up the POM database (" + prof.DB.Kind + ", the site's backup command)"
+	default:
+		s.Kind, s.Action = KindGate, "gate"
+		s.Title = "Back up the POM database (" + prof.DB.Kind + ") and give the backup's path"
+		s.Attest = []string{"backup_path"}
+		s.Params["artifact"], s.Params["artifact_from"] = "db-backup", "backup_path"
+		s.Instructions = "Back up the POM database with the " + prof.DB.Kind + " tools as the site's DBA does, " +
+			"then confirm with the backup file's path (--attest backup_path=/path/to/backup); upgrader checks it exists, " +
+			"is not empty, and is unchanged before the upgrade."
+	}
+	return s
 }
 
 // pomCommonFindings are the findings every POM 3.1.1 SP1 procedure shares.

@@ -55,7 +55,9 @@ type StepSpec struct {
 	// Params are the step's inputs (paths, service names, values).
 	Params       map[string]string `json:"params,omitempty"`
 	Instructions string            `json:"instructions,omitempty"`
-	Notes        []string          `json:"notes,omitempty"`
+	// Attest names the fields an operator must give to confirm a gate.
+	Attest []string `json:"attest,omitempty"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // Artifact is a file a step produced and proved, recorded with its hash so

@@ -193,3 +193,60 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// backupCommand backs up an Oracle or SQL Server database with the
+// site's own command; upgrader checks the file it made and guards it.
+type backupCommand struct{ h *Host }
+
+func (s backupCommand) path(sc orchestrator.StepContext) string {
+	dir := s.h.Profile.Path(sc.Spec.Params["backup_dir"])
+	return filepath.Join(dir, fmt.Sprintf("pomdb-%s-%s.bak", sc.Spec.Params["database"], sc.RunID))
+}
+
+func (s backupCommand) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
+	st, err := os.Stat(s.path(sc))
+	return err == nil && st.Mode().IsRegular() && st.Size() > 0, nil
+}
+
+func (s backupCommand) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	final := s.path(sc)
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return err
+	}
+	tmp := final + ".partial"
+	os.Remove(tmp)
+	argv := make([]string, len(s.h.Profile.DB.BackupCommand))
+	for i, a := range s.h.Profile.DB.BackupCommand {
+		argv[i] = strings.ReplaceAll(a, "{backup}", tmp)
+	}
+	if err := s.h.Run.Run(ctx, s.h.Profile.Command(argv), s.env(), func(l string) { sc.Log.Info().Str("backup", l).Send() }); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup command: %w", err)
+	}
+	if st, err := os.Stat(tmp); err != nil || st.Size() == 0 {
+		os.Remove(tmp)
+		return fmt.Errorf("the backup command left no backup at %s", tmp)
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+func (s backupCommand) env() []string {
+	if s.h.Profile.DB.PasswordFile == "" {
+		return nil
+	}
+	return []string{"UPGRADER_DB_PASSWORD_FILE=" + s.h.Profile.Path(s.h.Profile.DB.PasswordFile)}
+}
+
+func (s backupCommand) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+	a, err := s.h.attestedFile(s.h.Profile.Unroot(s.path(sc)))
+	if err != nil {
+		return orchestrator.Outputs{}, err
+	}
+	return orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"db-backup": a}}, nil
+}

@@ -6,6 +6,8 @@ package steps
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
@@ -49,6 +51,8 @@ func (h *Host) Build(spec orchestrator.StepSpec) (orchestrator.Step, error) {
 		return pcRestore{h}, nil
 	case "help-library":
 		return helpLibrary{h}, nil
+	case "backup-command":
+		return backupCommand{h}, nil
 	}
 	return nil, fmt.Errorf("no implementation for action %q (step %s)", spec.Action, spec.ID)
 }
@@ -100,5 +104,34 @@ func (g gate) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestr
 		}
 		out.Values[product] = have.String()
 	}
+	// A gate that attests a file (an Oracle backup's path) proves it is there
+	// and records it, so later guards check it like any verified artifact.
+	if name := sc.Spec.Params["artifact"]; name != "" {
+		path := sc.Confirmation.Attestation[sc.Spec.Params["artifact_from"]]
+		a, err := g.h.attestedFile(path)
+		if err != nil {
+			return out, err
+		}
+		out.Artifacts = map[string]orchestrator.Artifact{name: a}
+	}
 	return out, nil
+}
+
+// attestedFile checks a file an operator named exists, is a regular file
+// and is not empty, and records it.
+func (h *Host) attestedFile(path string) (orchestrator.Artifact, error) {
+	if !filepath.IsAbs(path) {
+		return orchestrator.Artifact{}, fmt.Errorf("%q is not an absolute path", path)
+	}
+	full := h.Profile.Path(path)
+	st, err := os.Lstat(full)
+	switch {
+	case err != nil:
+		return orchestrator.Artifact{}, fmt.Errorf("the attested backup %s: %w", path, err)
+	case !st.Mode().IsRegular():
+		return orchestrator.Artifact{}, fmt.Errorf("the attested backup %s is not a regular file", path)
+	case st.Size() == 0:
+		return orchestrator.Artifact{}, fmt.Errorf("the attested backup %s is empty", path)
+	}
+	return h.record(full, nil)
 }

@@ -369,3 +369,31 @@ func TestVendorInstallFailure(t *testing.T) {
 	mustVerify(t, st, sc)
 	mustProbe(t, st, sc, true)
 }
+
+// The site's own backup command (Oracle, SQL Server): its file is checked,
+// renamed into place and guarded; a second run changes nothing.
+func TestBackupCommand(t *testing.T) {
+	dir := t.TempDir()
+	h := &Host{Run: ExecRunner{}}
+	h.Profile.Root = "/"
+	h.Profile.DB.BackupCommand = []string{"/usr/bin/cp", "/etc/os-release", "{backup}"}
+	spec := orchestrator.StepSpec{ID: "backup-db", Action: "backup-command", Params: map[string]string{"database": "pom", "backup_dir": dir}}
+	st, err := h.Build(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := stepContext(spec, nil)
+	mustProbe(t, st, sc, false)
+	mustApply(t, st, sc)
+	out := mustVerify(t, st, sc)
+	if a := out.Artifacts["db-backup"]; a.Size == 0 || !strings.HasSuffix(a.Path, ".bak") {
+		t.Fatalf("artifact %+v", a)
+	}
+	mustProbe(t, st, sc, true)
+	h.Profile.DB.BackupCommand = []string{"/usr/bin/true"}
+	spec.Params["backup_dir"] = t.TempDir()
+	st, _ = h.Build(spec)
+	if err := st.Apply(context.Background(), stepContext(spec, nil)); err == nil || !strings.Contains(err.Error(), "left no backup") {
+		t.Fatalf("a command that writes nothing: %v", err)
+	}
+}

@@ -30,6 +30,7 @@ type app struct {
 	assume      []string
 	with        []string
 	override    []string
+	attest      []string
 	output      string
 	yes         bool
 	code        int // exit code for a command that succeeded but must say more

@@ -201,6 +201,9 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 		if ctx.Err() != nil {
 			return withCode(exitError, fmt.Errorf("interrupted: run %s stopped; 'upgrader resume' carries on", runID))
 		}
+		if errors.Is(err, orchestrator.ErrAttestation) {
+			return withCode(exitPaused, err)
+		}
 		return withCode(exitError, err)
 	}
 	run, recs, err := db.LoadRun(runID)
@@ -237,17 +240,36 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 // confirmer answers operator gates: --yes, or a prompt on a terminal.
 func (a *app) confirmer(cmd *cobra.Command, out io.Writer) func(orchestrator.StepSpec) (map[string]string, bool) {
 	return func(spec orchestrator.StepSpec) (map[string]string, bool) {
+		att := map[string]string{}
+		for _, kv := range a.attest {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				att[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+		}
 		if a.yes {
-			return map[string]string{"answer": "yes", "via": "--yes"}, true
+			att["answer"], att["via"] = "yes", "--yes"
+			return att, true
 		}
 		if !isTerminal(a.stdin) {
 			return nil, false
 		}
 		// The instructions were just shown with the step.
+		in := bufio.NewReader(a.stdin)
+		for _, field := range spec.Attest {
+			for att[field] == "" {
+				fmt.Fprintf(out, "      %s: ", field)
+				line, err := in.ReadString('\n')
+				if err != nil {
+					return nil, false
+				}
+				att[field] = strings.TrimSpace(line)
+			}
+		}
 		fmt.Fprintf(out, "      Type yes when done (ENTER leaves the run waiting): ")
-		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		line, _ := in.ReadString('\n')
 		if strings.EqualFold(strings.TrimSpace(line), "yes") {
-			return map[string]string{"answer": "yes", "via": "terminal"}, true
+			att["answer"], att["via"] = "yes", "terminal"
+			return att, true
 		}
 		return nil, false
 	}

@@ -183,3 +183,24 @@ func TestProcedurePOMFreshInstallWithHelpLibrary(t *testing.T) {
 		t.Fatalf("vpms not stopped and started around the update: %s", got)
 	}
 }
+
+// An Oracle site without a backup command: the backup is an operator gate
+// that needs the backup's path, which upgrader checks and guards like its
+// own backups.
+func TestProcedurePOMUpgradeOracleAttestedBackup(t *testing.T) {
+	s := newSim(t)
+	b, _ := os.ReadFile(s.profile)
+	os.WriteFile(s.profile, []byte(strings.Replace(string(b), "  kind: postgres", "  kind: oracle", 1)), 0o644)
+	r := s.mustRun(exitPaused, "run", "--yes")
+	if !strings.Contains(r.stderr, "needs backup_path") {
+		t.Fatalf("the gate took a confirmation without the backup's path: %s", r.stderr)
+	}
+	s.mustRun(exitFailed, "resume", "--yes", "--attest", "backup_path=/backup/pom.dmp") // not there
+	os.MkdirAll(filepath.Join(s.root, "backup"), 0o755)
+	os.WriteFile(filepath.Join(s.root, "backup/pom.dmp"), []byte("oracle export"), 0o600)
+	s.mustRun(exitOK, "resume", "--yes")
+	j := s.mustRun(exitOK, "journal").stdout
+	if !strings.Contains(j, "/backup/pom.dmp") {
+		t.Fatalf("the attested backup is not journaled:\n%s", j)
+	}
+}

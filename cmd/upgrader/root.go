@@ -114,6 +114,7 @@ terminal: 'upgrader resume' carries on where it stopped.
 	f.StringArrayVar(&a.override, "override", nil, "accept a blocker whose policy allows it: ID=REASON (repeatable, journaled)")
 	f.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	f.BoolVarP(&a.yes, "yes", "y", false, "answer yes at operator gates")
+	f.StringArrayVar(&a.attest, "attest", nil, "a field an operator gate asks for, KEY=VALUE (repeatable), e.g. backup_path=/backup/pom.dmp")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.output != "text" && a.output != "json" {
 			return usagef("-o %q: use text or json", a.output)

@@ -122,9 +122,12 @@ type DB struct {
 	BackupDir    string `yaml:"backup_dir" json:"backup_dir"`
 	// DumpCommand, RestoreCommand and PSQLCommand are the PostgreSQL
 	// client binaries (default /usr/bin/pg_dump, pg_restore, psql).
-	DumpCommand    string `yaml:"dump_command" json:"dump_command"`
-	RestoreCommand string `yaml:"restore_command" json:"restore_command"`
-	PSQLCommand    string `yaml:"psql_command" json:"psql_command"`
+	DumpCommand string `yaml:"dump_command" json:"dump_command"`
+	// BackupCommand backs up an Oracle or SQL Server database: argv with
+	// "{backup}" replaced by the backup file's path.
+	BackupCommand  []string `yaml:"backup_command" json:"backup_command,omitempty"`
+	RestoreCommand string   `yaml:"restore_command" json:"restore_command"`
+	PSQLCommand    string   `yaml:"psql_command" json:"psql_command"`
 }
 
 // PCProducts are the names pc.products knows.
@@ -205,7 +208,12 @@ func (p Profile) validate() error {
 			bad("mpps[%d] needs a name and a config path", i)
 		}
 	}
-	commands := [][]string{p.ServiceCommand, p.POM.Installer, p.Host.RebootCommand, p.PC.Backup, p.PC.Restore}
+	commands := [][]string{p.ServiceCommand, p.POM.Installer, p.Host.RebootCommand, p.PC.Backup, p.PC.Restore, p.DB.BackupCommand}
+	switch p.DB.Kind {
+	case "", "postgres", "oracle", "sqlserver":
+	default:
+		bad("db.kind %q: use postgres, oracle or sqlserver", p.DB.Kind)
+	}
 	for _, src := range sources {
 		commands = append(commands, src.Command)
 	}
