@@ -118,10 +118,31 @@ func (p *progressRecorder) progress(label string, done, total int64) {
 	p.calls = append(p.calls, progressCall{label, done, total})
 }
 
+// all returns the calls that measure progress; output lines streamed to
+// the terminal (total 0) are left out, see lines.
 func (p *progressRecorder) all() []progressCall {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]progressCall(nil), p.calls...)
+	var out []progressCall
+	for _, c := range p.calls {
+		if c.total > 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// lines returns the output lines a step streamed for the terminal.
+func (p *progressRecorder) lines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, c := range p.calls {
+		if c.total == 0 {
+			out = append(out, c.label)
+		}
+	}
+	return out
 }
 
 // stepContext returns a StepContext for spec that records progress.

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
@@ -131,16 +133,32 @@ func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) e
 	if err != nil {
 		return err
 	}
-	sc.Log.Info().Strs("argv", argv).Msg("running vendor installer")
-	return s.h.Run.Run(ctx, argv, nil, func(line string) {
+	timeout := 4 * time.Hour
+	if d, err := time.ParseDuration(s.h.Profile.InstallerTimeout); err == nil && d > 0 {
+		timeout = d
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	sc.Log.Info().Strs("argv", argv).Dur("timeout", timeout).Msg("running vendor installer")
+	err = s.h.Run.Run(tctx, argv, nil, func(line string) {
+		sc.Log.Info().Str("installer", line).Send()
 		if m := progressLine.FindStringSubmatch(line); m != nil {
 			done, _ := strconv.ParseInt(m[1], 10, 64)
 			total, _ := strconv.ParseInt(m[2], 10, 64)
 			sc.Progress(m[3], done, total)
 			return
 		}
-		sc.Log.Info().Str("installer", line).Send()
+		sc.Progress(line, 0, 0) // shown on the terminal as it comes
 	})
+	if errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("the installer ran longer than %s (installer_timeout) and was stopped: read its log before resuming", timeout)
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		sc.Log.Error().Int("exit_code", exit.ExitCode()).Msg("installer failed")
+		return fmt.Errorf("installer exited with code %d: %w", exit.ExitCode(), err)
+	}
+	return err
 }
 
 func (s vendorInstall) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {

@@ -34,8 +34,26 @@ func (s services) names(sc orchestrator.StepContext) []string {
 	return out
 }
 
+// serviceArgv is the service manager's command line for one verb.
+func (s services) serviceArgv(name, verb string) []string {
+	cmd := s.h.Profile.ServiceCommand
+	if s.h.Profile.ServiceManager == "systemctl" {
+		if len(cmd) == 0 {
+			cmd = []string{"/usr/bin/systemctl"}
+		}
+		if verb == "status" {
+			return s.h.Profile.Command(append(append([]string(nil), cmd...), "is-active", "--quiet", name))
+		}
+		return s.h.Profile.Command(append(append([]string(nil), cmd...), verb, name))
+	}
+	if len(cmd) == 0 {
+		cmd = []string{"/usr/sbin/service"}
+	}
+	return s.h.Profile.Command(append(append([]string(nil), cmd...), name, verb))
+}
+
 func (s services) status(ctx context.Context, name string) (serviceState, error) {
-	argv := s.h.Profile.Command(append(append([]string(nil), s.h.Profile.ServiceCommand...), name, "status"))
+	argv := s.serviceArgv(name, "status")
 	err := s.h.Run.Run(ctx, argv, nil, nil)
 	if err == nil {
 		return serviceRunning, nil
@@ -70,7 +88,7 @@ func (s services) Apply(ctx context.Context, sc orchestrator.StepContext) error 
 		if st == s.want {
 			continue // converge: touch only what is not there yet
 		}
-		argv := s.h.Profile.Command(append(append([]string(nil), s.h.Profile.ServiceCommand...), n, verb))
+		argv := s.serviceArgv(n, verb)
 		sc.Log.Info().Str("service", n).Msg(verb)
 		if err := s.h.Run.Run(ctx, argv, nil, nil); err != nil {
 			return fmt.Errorf("%s %s: %w", verb, n, err)

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -26,14 +27,20 @@ type Profile struct {
 	Root      string `yaml:"root" json:"root"`
 	// ServiceCommand is the argv prefix that controls services:
 	// ServiceCommand + [name, start|stop|status].
-	ServiceCommand []string   `yaml:"service_command" json:"service_command"`
-	Host           HostConfig `yaml:"host" json:"host"`
-	POM            POM        `yaml:"pom" json:"pom"`
-	PC             PC         `yaml:"pc" json:"pc"`
-	EP             EP         `yaml:"ep" json:"ep"`
-	MPPs           []MPP      `yaml:"mpps" json:"mpps"`
-	Media          Media      `yaml:"media" json:"media"`
-	DB             DB         `yaml:"db" json:"db"`
+	ServiceCommand []string `yaml:"service_command" json:"service_command"`
+	// ServiceManager is "service" (SysV: command NAME VERB, the default)
+	// or "systemctl" (command VERB NAME; status is is-active).
+	ServiceManager string `yaml:"service_manager" json:"service_manager,omitempty"`
+	// InstallerTimeout bounds one vendor installer run (Go duration,
+	// default 4h); a hung installer fails the step instead of the window.
+	InstallerTimeout string     `yaml:"installer_timeout" json:"installer_timeout,omitempty"`
+	Host             HostConfig `yaml:"host" json:"host"`
+	POM              POM        `yaml:"pom" json:"pom"`
+	PC               PC         `yaml:"pc" json:"pc"`
+	EP               EP         `yaml:"ep" json:"ep"`
+	MPPs             []MPP      `yaml:"mpps" json:"mpps"`
+	Media            Media      `yaml:"media" json:"media"`
+	DB               DB         `yaml:"db" json:"db"`
 }
 
 // POM says where Proactive Outreach Manager lives and how to upgrade it.
@@ -209,6 +216,16 @@ func (p Profile) validate() error {
 		}
 	}
 	commands := [][]string{p.ServiceCommand, p.POM.Installer, p.Host.RebootCommand, p.PC.Backup, p.PC.Restore, p.DB.BackupCommand}
+	switch p.ServiceManager {
+	case "", "service", "systemctl":
+	default:
+		bad("service_manager %q: use service or systemctl", p.ServiceManager)
+	}
+	if p.InstallerTimeout != "" {
+		if d, err := time.ParseDuration(p.InstallerTimeout); err != nil || d <= 0 {
+			bad("installer_timeout %q: a duration such as 90m or 4h", p.InstallerTimeout)
+		}
+	}
 	switch p.DB.Kind {
 	case "", "postgres", "oracle", "sqlserver":
 	default:
