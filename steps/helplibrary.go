@@ -4,153 +4,787 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	"upgrader/orchestrator"
 )
 
 // helpLibrary updates POM's online help from UsingPOM.zip the way the
-// release notes do by hand (stop vpms, unzip over the library, owner
-// avayavp.avayavpgroup, mode 755, start vpms), without a shell, and
-// refusing archive entries that would land outside the library.
+// release notes do by hand (stop vpms, copy the zip into the library, unzip
+// overwriting all, delete the zip, chown avayavp.avayavpgroup, chmod 755,
+// start vpms), without a shell and without the copy: it unpacks straight
+// from the media.
+//
+// The archive is checked whole before anything is written: an entry that
+// would land outside the library, a link, a device, a duplicate or a zip
+// bomb gets the whole archive refused. The library is written without ever
+// following a symbolic link: one found in it is refused.
+//
+// Apply converges: files already equal to the archive are not rewritten,
+// vpms is stopped only when something must be written, and it is started
+// at the end whatever state an earlier attempt left it in. Probe is true
+// only when every file and folder of the archive is in place with its
+// bytes, mode 755 and owner, no copy of the zip is left in the library and
+// the services run.
 type helpLibrary struct{ h *Host }
 
-// maxHelpFile bounds one extracted file: the whole library is a few MB.
-const maxHelpFile = 64 << 20
+var (
+	// errUnsafeArchive marks a help archive refused whole; nothing of it
+	// was written.
+	errUnsafeArchive = errors.New("refusing the whole archive, nothing was written")
+	// errUnsafeLibrary marks a library path that cannot be written
+	// without following a link or replacing what is not ours.
+	errUnsafeLibrary = errors.New("refusing to write through it")
+)
 
-type helpFile struct {
-	name string // path inside the library
-	data []byte
+// helpLimits bound what an archive may unpack to. They are checked on the
+// headers first and enforced again while reading, so a header that lies
+// cannot get past them.
+type helpLimits struct {
+	entries  int    // entries in the archive
+	file     uint64 // unpacked bytes of one entry
+	total    uint64 // unpacked bytes of all entries
+	ratioMin uint64 // an entry larger than this ...
+	ratio    uint64 // ... may not unpack to more than ratio times its packed size
+}
+
+// defaultHelpLimits are far above a real library (a few MB, a few hundred
+// pages) and far below what would fill a disk.
+var defaultHelpLimits = helpLimits{entries: 10_000, file: 64 << 20, total: 512 << 20, ratioMin: 1 << 20, ratio: 200}
+
+// helpMode is what the release notes chmod everything to.
+const helpMode = 0o755
+
+// helpEntry is one file or folder of the archive, checked.
+type helpEntry struct {
+	name string // cleaned slash path inside the library
+	raw  string // the name in the archive ("" for a folder only implied by its files)
+	dir  bool
+	size int64
+	sum  [sha256.Size]byte
+	zf   *zip.File
+}
+
+// label names the entry in messages: as the archive spells it.
+func (e helpEntry) label() string {
+	if e.raw != "" {
+		return e.raw
+	}
+	return e.name + "/"
+}
+
+// helpArchive is an archive that passed every check; it stays open so the
+// files are read from the same file that was checked.
+type helpArchive struct {
+	path  string
+	zr    *zip.ReadCloser
+	dirs  []helpEntry // explicit and implied, parents first
+	files []helpEntry // by name
+	names map[string]bool
+}
+
+func (a *helpArchive) Close() error { return a.zr.Close() }
+
+// openHelpArchive opens and checks the whole archive. Nothing is written;
+// the data of every file is unpacked (into a hash) under the limits.
+func openHelpArchive(zipPath string, lim helpLimits) (*helpArchive, error) {
+	zr, err := zip.OpenReader(zipPath)
+	if err != nil && !(errors.Is(err, zip.ErrInsecurePath) && zr != nil) {
+		// ErrInsecurePath (GODEBUG=zipinsecurepath=0) comes with a usable
+		// reader: the checks below name the entry.
+		return nil, fmt.Errorf("help library archive %s: %w", zipPath, err)
+	}
+	a := &helpArchive{path: zipPath, zr: zr, names: map[string]bool{}}
+	if err := a.check(lim); err != nil {
+		zr.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *helpArchive) refuse(raw, format string, args ...any) error {
+	return fmt.Errorf("help library archive %s: entry %q %s: %w", a.path, raw, fmt.Sprintf(format, args...), errUnsafeArchive)
+}
+
+func (a *helpArchive) check(lim helpLimits) error {
+	if n := len(a.zr.File); n > lim.entries {
+		return a.refuse(a.zr.File[lim.entries].Name, "is number %d of %d: a help library has at most %d entries (zip bomb?)",
+			lim.entries+1, n, lim.entries)
+	}
+	seen := map[string]helpEntry{}
+	var entries []helpEntry
+	var total uint64
+	for _, f := range a.zr.File {
+		name, why := helpEntryName(f.Name)
+		if why != "" {
+			return a.refuse(f.Name, "%s", why)
+		}
+		mode := f.Mode()
+		if t := mode.Type() &^ fs.ModeDir; t != 0 {
+			return a.refuse(f.Name, "is a %s, not a file or folder", describeType(mode))
+		}
+		e := helpEntry{name: name, raw: f.Name, dir: mode.IsDir(), zf: f}
+		if name == "." {
+			if e.dir {
+				continue // "./": the library itself
+			}
+			return a.refuse(f.Name, "is a file named like the library folder itself")
+		}
+		if prev, ok := seen[name]; ok {
+			if prev.dir != e.dir {
+				return a.refuse(f.Name, "and entry %q are a file and a folder of the same name", prev.raw)
+			}
+			return a.refuse(f.Name, "names the same path as entry %q", prev.raw)
+		}
+		if e.dir {
+			if f.UncompressedSize64 != 0 {
+				return a.refuse(f.Name, "is a folder that carries %d bytes", f.UncompressedSize64)
+			}
+		} else {
+			size := f.UncompressedSize64
+			if size > lim.file {
+				return a.refuse(f.Name, "unpacks to %d bytes, more than the %d one help file may have (zip bomb?)", size, lim.file)
+			}
+			if total+size > lim.total {
+				return a.refuse(f.Name, "brings the archive to more than %d unpacked bytes (zip bomb?)", lim.total)
+			}
+			total += size
+			if size > lim.ratioMin && size/lim.ratio > f.CompressedSize64 {
+				return a.refuse(f.Name, "unpacks %d bytes to %d, more than %d:1 (zip bomb?)", f.CompressedSize64, size, lim.ratio)
+			}
+			e.size = int64(size)
+		}
+		seen[name] = e
+		entries = append(entries, e)
+	}
+	// Every folder a file or folder lives in must be a folder: a file of
+	// that name clashes; a folder with no entry of its own is implied.
+	for _, e := range entries {
+		for p := path.Dir(e.name); p != "."; p = path.Dir(p) {
+			prev, ok := seen[p]
+			if !ok {
+				seen[p] = helpEntry{name: p, dir: true}
+				continue
+			}
+			if !prev.dir {
+				return a.refuse(prev.raw, "is a file, and entry %q needs a folder of that name", e.raw)
+			}
+		}
+	}
+	// The data, under the limits: a header that lies about its size is
+	// caught here, before anything is written.
+	for i, e := range entries {
+		if e.dir {
+			continue
+		}
+		sum, err := e.unpack(io.Discard)
+		if err != nil {
+			return a.refuse(e.raw, "%v", err)
+		}
+		entries[i].sum = sum
+		seen[e.name] = entries[i]
+	}
+	for name, e := range seen {
+		a.names[name] = true
+		if e.dir {
+			a.dirs = append(a.dirs, e)
+		} else {
+			a.files = append(a.files, e)
+		}
+	}
+	byName := func(x, y helpEntry) int { return strings.Compare(x.name, y.name) }
+	slices.SortFunc(a.dirs, byName) // a parent's name is a prefix of its children's: it sorts first
+	slices.SortFunc(a.files, byName)
+	if len(a.files) == 0 {
+		return fmt.Errorf("help library archive %s holds no files", a.path)
+	}
+	return nil
+}
+
+// unpack copies the entry's data to w and returns its SHA-256, reading at
+// most one byte more than the header declares.
+func (e helpEntry) unpack(w io.Writer) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	rc, err := e.zf.Open()
+	if err != nil {
+		return sum, fmt.Errorf("cannot be unpacked: %w", err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(h, w), io.LimitReader(rc, e.size+1))
+	switch {
+	case errors.Is(err, zip.ErrFormat) || n > e.size:
+		return sum, fmt.Errorf("unpacks to more than the %d bytes its header declares", e.size)
+	case errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && n < e.size):
+		return sum, fmt.Errorf("unpacks to fewer than the %d bytes its header declares", e.size)
+	case errors.Is(err, zip.ErrChecksum):
+		return sum, fmt.Errorf("fails its CRC-32 check")
+	case err != nil:
+		return sum, fmt.Errorf("cannot be unpacked: %w", err)
+	}
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// read returns the entry's data, proving it is what was checked.
+func (a *helpArchive) read(e helpEntry) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(e.size))
+	sum, err := e.unpack(&buf)
+	if err != nil {
+		return nil, fmt.Errorf("help library archive %s: entry %q %v", a.path, e.raw, err)
+	}
+	if sum != e.sum {
+		return nil, fmt.Errorf("help library archive %s: entry %q changed since the archive was checked", a.path, e.raw)
+	}
+	return buf.Bytes(), nil
+}
+
+// helpEntryName cleans an entry's name, or says why it cannot be unpacked.
+func helpEntryName(raw string) (string, string) {
+	if raw == "" {
+		return "", "has an empty name"
+	}
+	if len(raw) > 1024 {
+		return "", "has a name longer than 1024 bytes"
+	}
+	for _, r := range raw {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			if r == 0 {
+				return "", "has a NUL byte in its name"
+			}
+			return "", fmt.Sprintf("has a control character (%U) in its name", r)
+		}
+	}
+	if !utf8.ValidString(raw) {
+		return "", "has a name that is not valid UTF-8"
+	}
+	if strings.Contains(raw, `\`) {
+		return "", `uses backslashes: the unzip tool would read them as folders`
+	}
+	if strings.HasPrefix(raw, "/") {
+		return "", "is an absolute path"
+	}
+	if len(raw) >= 2 && raw[1] == ':' && (raw[0]|0x20 >= 'a' && raw[0]|0x20 <= 'z') {
+		return "", "starts with a drive letter"
+	}
+	trimmed := strings.TrimSuffix(raw, "/")
+	for _, part := range strings.Split(trimmed, "/") {
+		if part == ".." {
+			return "", "climbs out of its folder with ..: it would land outside the library"
+		}
+		if len(part) > 255 {
+			return "", "has a path component longer than 255 bytes"
+		}
+	}
+	return path.Clean(trimmed), ""
+}
+
+func describeType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file (" + m.Type().String() + ")"
+}
+
+// helpOwner is who the library belongs to, when that user and group exist
+// on this host.
+type helpOwner struct {
+	uid, gid int
+	ok       bool
+}
+
+func (s helpLibrary) owner(sc orchestrator.StepContext, warn bool) helpOwner {
+	name, group := sc.Spec.Params["owner"], sc.Spec.Params["group"]
+	u, uerr := user.Lookup(name)
+	g, gerr := user.LookupGroup(group)
+	if name == "" || group == "" || uerr != nil || gerr != nil {
+		if warn {
+			sc.Log.Warn().Str("owner", name).Str("group", group).Msg("owner or group not on this host: ownership of the help library left as is")
+		}
+		return helpOwner{}
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(g.Gid)
+	if err1 != nil || err2 != nil {
+		return helpOwner{}
+	}
+	return helpOwner{uid: uid, gid: gid, ok: true}
+}
+
+// attrsOK says whether st has mode 755 (no setuid, setgid or sticky bit)
+// and, when it is known, the owner.
+func (o helpOwner) attrsOK(st fs.FileInfo) bool {
+	if st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != helpMode {
+		return false
+	}
+	if !o.ok {
+		return true
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == o.uid && int(sys.Gid) == o.gid
 }
 
 func (s helpLibrary) dir(sc orchestrator.StepContext) string {
 	return s.h.Profile.Path(sc.Spec.Params["dir"])
 }
 
-// entries reads the zip and returns its regular files, refusing any entry
-// that is absolute, climbs out with .., or is not a plain file or folder.
-func (s helpLibrary) entries(sc orchestrator.StepContext) ([]helpFile, error) {
-	zipPath := s.h.Profile.Path(sc.Spec.Params["zip"])
-	zr, err := zip.OpenReader(zipPath)
-	if err != nil {
-		return nil, fmt.Errorf("help library %s: %w", zipPath, err)
+func (s helpLibrary) open(sc orchestrator.StepContext) (*helpArchive, error) {
+	return openHelpArchive(s.h.Profile.Path(sc.Spec.Params["zip"]), defaultHelpLimits)
+}
+
+// helpDrift is how the library differs from the archive.
+type helpDrift struct {
+	noLibrary bool        // the library folder itself is missing
+	dirs      []helpEntry // folders missing, or with the wrong mode or owner
+	newDirs   int         // how many of dirs are missing
+	files     []helpEntry // files missing or with other bytes
+	attrs     []helpEntry // files with the right bytes and the wrong mode or owner
+	zipCopy   string      // a copy of the zip left in the library ("" if none)
+}
+
+// writes says whether the library's content must change: the services
+// are stopped for that, not for a mode, an owner or a leftover zip.
+func (d helpDrift) writes() bool { return d.noLibrary || d.newDirs > 0 || len(d.files) > 0 }
+
+func (d helpDrift) inPlace() bool {
+	return !d.writes() && len(d.dirs) == 0 && len(d.attrs) == 0 && d.zipCopy == ""
+}
+
+func (d helpDrift) String() string {
+	var out []string
+	if d.noLibrary {
+		out = append(out, "the library folder is missing")
 	}
-	defer zr.Close()
-	var out []helpFile
-	for _, f := range zr.File {
-		name := f.Name
-		clean := path.Clean("/" + name)[1:]
-		if name == "" || strings.HasPrefix(name, "/") || clean != strings.TrimSuffix(name, "/") || strings.HasPrefix(clean, "../") || clean == ".." {
-			return nil, fmt.Errorf("%s: entry %q would land outside the library: refusing the archive", zipPath, name)
+	if len(d.files) > 0 {
+		out = append(out, fmt.Sprintf("files that differ from the archive: %d (e.g. %s)", len(d.files), d.files[0].name))
+	}
+	if len(d.dirs) > 0 {
+		out = append(out, fmt.Sprintf("folders missing or not mode 755 with the right owner: %d (e.g. %s)", len(d.dirs), d.dirs[0].name))
+	}
+	if len(d.attrs) > 0 {
+		out = append(out, fmt.Sprintf("files not mode 755 with the right owner: %d (e.g. %s)", len(d.attrs), d.attrs[0].name))
+	}
+	if d.zipCopy != "" {
+		out = append(out, d.zipCopy+" is left in the library")
+	}
+	return strings.Join(out, "; ")
+}
+
+func unsafeLibrary(p, format string, args ...any) error {
+	return fmt.Errorf("help library: %s %s: %w", p, fmt.Sprintf(format, args...), errUnsafeLibrary)
+}
+
+// lstatKind is Lstat that refuses a symbolic link and anything that is
+// not of the kind wanted. It returns nil info when p does not exist.
+func lstatKind(p string, dir bool) (fs.FileInfo, error) {
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case st.Mode()&fs.ModeSymlink != 0:
+		target, _ := os.Readlink(p)
+		return nil, unsafeLibrary(p, "is a symbolic link (to %s)", target)
+	case dir && !st.IsDir():
+		return nil, unsafeLibrary(p, "is a %s where the archive has a folder", kindOf(st.Mode()))
+	case !dir && !st.Mode().IsRegular():
+		return nil, unsafeLibrary(p, "is a %s where the archive has a file", kindOf(st.Mode()))
+	}
+	return st, nil
+}
+
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m.IsRegular():
+		return "file"
+	}
+	return describeType(m)
+}
+
+// checkChain proves every folder from the library down to (not including)
+// rel is a real folder, or missing: none is a link.
+func checkChain(lib, rel string) error {
+	if _, err := lstatKind(lib, true); err != nil {
+		return err
+	}
+	p := lib
+	for _, part := range strings.Split(path.Dir(rel), "/") {
+		if part == "." {
+			break
 		}
-		mode := f.Mode()
-		if mode.IsDir() {
+		p = filepath.Join(p, part)
+		st, err := lstatKind(p, true)
+		if err != nil || st == nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inspect compares the library with the archive without changing it.
+func (s helpLibrary) inspect(lib string, a *helpArchive, own helpOwner) (helpDrift, error) {
+	var d helpDrift
+	st, err := lstatKind(lib, true)
+	if err != nil {
+		return d, err
+	}
+	if st == nil {
+		d.noLibrary = true
+		d.dirs, d.newDirs, d.files = a.dirs, len(a.dirs), a.files
+		return d, nil
+	}
+	// Folders first, parents before children: a link is found before
+	// anything is looked up through it.
+	for _, e := range a.dirs {
+		p := filepath.Join(lib, filepath.FromSlash(e.name))
+		st, err := lstatKind(p, true)
+		switch {
+		case err != nil:
+			return d, err
+		case st == nil:
+			d.dirs = append(d.dirs, e)
+			d.newDirs++
+		case !own.attrsOK(st):
+			d.dirs = append(d.dirs, e)
+		}
+	}
+	for _, e := range a.files {
+		p := filepath.Join(lib, filepath.FromSlash(e.name))
+		st, err := lstatKind(p, false)
+		if err != nil {
+			return d, err
+		}
+		if st == nil {
+			d.files = append(d.files, e)
 			continue
 		}
-		if !mode.IsRegular() {
-			return nil, fmt.Errorf("%s: entry %q is not a regular file (%s): refusing the archive", zipPath, name, mode.Type())
+		same, err := sameContent(p, e)
+		switch {
+		case err != nil:
+			return d, err
+		case !same:
+			d.files = append(d.files, e)
+		case !own.attrsOK(st):
+			d.attrs = append(d.attrs, e)
 		}
-		if f.UncompressedSize64 > maxHelpFile {
-			return nil, fmt.Errorf("%s: entry %q is %d bytes, more than a help page can be", zipPath, name, f.UncompressedSize64)
-		}
-		rc, err := f.Open()
-		if err != nil {
-			return nil, err
-		}
-		data, err := io.ReadAll(io.LimitReader(rc, maxHelpFile+1))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", zipPath, name, err)
-		}
-		out = append(out, helpFile{name: clean, data: data})
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s holds no files", zipPath)
+	base := filepath.Base(a.path)
+	if !a.names[base] {
+		p := filepath.Join(lib, base)
+		// Not when the library is where the media is: that is the archive.
+		if st, err := os.Lstat(p); err == nil && !st.IsDir() {
+			if src, err := os.Stat(a.path); err != nil || !os.SameFile(st, src) {
+				d.zipCopy = p
+			}
+		}
 	}
-	return out, nil
+	return d, nil
 }
 
-// missing lists the library files that differ from the archive.
-func (s helpLibrary) missing(sc orchestrator.StepContext, files []helpFile) []string {
-	var out []string
-	for _, f := range files {
-		p := filepath.Join(s.dir(sc), f.name)
-		b, err := os.ReadFile(p)
-		st, serr := os.Stat(p)
-		if err != nil || serr != nil || !bytes.Equal(b, f.data) || st.Mode().Perm() != 0o755 {
-			out = append(out, f.name)
-		}
+// openNoFollow opens p for reading without following a link and without
+// blocking on a fifo, and checks it is of the kind wanted.
+func openNoFollow(p string, dir bool) (*os.File, fs.FileInfo, error) {
+	flag := os.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_CLOEXEC
+	if dir {
+		flag |= syscall.O_DIRECTORY
 	}
-	return out
+	f, err := os.OpenFile(p, flag, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, nil, unsafeLibrary(p, "is a symbolic link")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && ((dir && !st.IsDir()) || (!dir && !st.Mode().IsRegular())) {
+		want := "file"
+		if dir {
+			want = "folder"
+		}
+		err = unsafeLibrary(p, "is a %s, not a %s", kindOf(st.Mode()), want)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }
 
-func (s helpLibrary) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	files, err := s.entries(sc)
+// sameContent says whether the file at p holds exactly the entry's bytes.
+func sameContent(p string, e helpEntry) (bool, error) {
+	f, st, err := openNoFollow(p, false)
 	if err != nil {
 		return false, err
 	}
-	return len(s.missing(sc, files)) == 0, nil
+	defer f.Close()
+	if st.Size() != e.size {
+		return false, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, e.size+1)); err != nil {
+		return false, err
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum == e.sum, nil
 }
 
-func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) error {
-	files, err := s.entries(sc)
+// fixAttrs gives p mode 755 and, when known, the owner, through a
+// descriptor opened without following a link.
+func fixAttrs(p string, dir bool, own helpOwner) error {
+	f, st, err := openNoFollow(p, dir)
+	if errors.Is(err, fs.ErrPermission) && !dir {
+		// Not root and the file is not readable: only a regular file
+		// (checked just now, with Lstat) gets its mode set by name.
+		if _, lerr := lstatKind(p, false); lerr != nil {
+			return lerr
+		}
+		if err := os.Chmod(p, helpMode); err != nil {
+			return err
+		}
+		f, st, err = openNoFollow(p, dir)
+	}
 	if err != nil {
 		return err
 	}
-	svc := services{h: s.h, want: serviceStopped}
-	if err := svc.Apply(ctx, sc); err != nil {
-		return err
-	}
-	uid, gid := -1, -1
-	if u, err := user.Lookup(sc.Spec.Params["owner"]); err == nil {
-		uid, _ = strconv.Atoi(u.Uid)
-	}
-	if g, err := user.LookupGroup(sc.Spec.Params["group"]); err == nil {
-		gid, _ = strconv.Atoi(g.Gid)
-	}
-	if uid < 0 || gid < 0 {
-		sc.Log.Warn().Str("owner", sc.Spec.Params["owner"]).Str("group", sc.Spec.Params["group"]).Msg("owner or group not on this host: ownership left as is")
-	}
-	for i, f := range files {
-		p := filepath.Join(s.dir(sc), f.name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := WriteFileAtomic(p, f.data, 0o755); err != nil {
-			return err
-		}
-		if err := os.Chmod(p, 0o755); err != nil {
-			return err
-		}
-		if uid >= 0 && gid >= 0 && os.Geteuid() == 0 {
-			if err := os.Chown(p, uid, gid); err != nil {
+	defer f.Close()
+	if own.ok {
+		if sys, ok := st.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != own.uid || int(sys.Gid) != own.gid {
+			if err := f.Chown(own.uid, own.gid); err != nil {
 				return err
 			}
 		}
-		sc.Progress("help library", int64(i+1), int64(len(files)))
 	}
-	start := services{h: s.h, want: serviceRunning}
-	return start.Apply(ctx, sc)
+	// Mode last: chown may clear setuid and setgid bits.
+	if st.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != helpMode {
+		if err := f.Chmod(helpMode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirOne makes one folder whose parent is known to be a real folder,
+// and proves what is there afterwards is a folder, not a link.
+func mkdirOne(p string) error {
+	st, err := lstatKind(p, true)
+	if err != nil || st != nil {
+		return err
+	}
+	if err := os.Mkdir(p, helpMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if st, err = lstatKind(p, true); err == nil && st == nil {
+		err = fmt.Errorf("help library: %s vanished after it was made", p)
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// isTempOf says whether name is a temp file WriteFileAtomic leaves behind
+// when it is interrupted while writing base.
+func isTempOf(name, base string) bool {
+	rest, ok := strings.CutPrefix(name, "."+base+".tmp-")
+	if !ok || rest == "" {
+		return false
+	}
+	for _, c := range rest {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// removeTemps removes the temp files an interrupted write of an archive
+// file left behind; nothing else is touched.
+func removeTemps(lib string, a *helpArchive) error {
+	byDir := map[string][]string{}
+	for _, e := range a.files {
+		byDir[path.Dir(e.name)] = append(byDir[path.Dir(e.name)], path.Base(e.name))
+	}
+	for dir, bases := range byDir {
+		p := filepath.Join(lib, filepath.FromSlash(dir))
+		if err := checkChain(lib, path.Join(dir, "x")); err != nil {
+			return err
+		}
+		if st, err := lstatKind(p, true); err != nil || st == nil {
+			return err
+		}
+		list, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		for _, de := range list {
+			for _, base := range bases {
+				if isTempOf(de.Name(), base) && !de.IsDir() {
+					if err := os.Remove(filepath.Join(p, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s helpLibrary) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	a, err := s.open(sc)
+	if err != nil {
+		return false, err
+	}
+	defer a.Close()
+	d, err := s.inspect(s.dir(sc), a, s.owner(sc, false))
+	if err != nil || !d.inPlace() {
+		return false, err
+	}
+	// Without the services running the update is not done: a run that
+	// stopped after unpacking must still start them.
+	return services{h: s.h, want: serviceRunning}.Probe(ctx, sc)
+}
+
+func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	a, err := s.open(sc)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	lib := s.dir(sc)
+	own := s.owner(sc, true)
+	d, err := s.inspect(lib, a, own)
+	if err != nil {
+		return err
+	}
+	if d.writes() {
+		if err := (services{h: s.h, want: serviceStopped}).Apply(ctx, sc); err != nil {
+			return err
+		}
+	}
+	if d.noLibrary {
+		if err := os.MkdirAll(filepath.Dir(lib), 0o755); err != nil {
+			return err
+		}
+		if err := mkdirOne(lib); err != nil {
+			return err
+		}
+		if err := fixAttrs(lib, true, own); err != nil {
+			return err
+		}
+	}
+	for _, e := range d.dirs {
+		p := filepath.Join(lib, filepath.FromSlash(e.name))
+		if err := checkChain(lib, e.name); err != nil {
+			return err
+		}
+		if err := mkdirOne(p); err != nil {
+			return err
+		}
+		if err := fixAttrs(p, true, own); err != nil {
+			return err
+		}
+	}
+	total := int64(len(d.files) + len(d.attrs))
+	for i, e := range d.files {
+		p := filepath.Join(lib, filepath.FromSlash(e.name))
+		data, err := a.read(e)
+		if err != nil {
+			return err
+		}
+		if err := checkChain(lib, e.name); err != nil {
+			return err
+		}
+		if _, err := lstatKind(p, false); err != nil {
+			return err
+		}
+		// A rename replaces a link rather than follows it; one is refused
+		// just above all the same.
+		if err := WriteFileAtomic(p, data, helpMode); err != nil {
+			return err
+		}
+		if err := fixAttrs(p, false, own); err != nil {
+			return err
+		}
+		if sc.Progress != nil {
+			sc.Progress("help library", int64(i+1), total)
+		}
+	}
+	for i, e := range d.attrs {
+		p := filepath.Join(lib, filepath.FromSlash(e.name))
+		if err := checkChain(lib, e.name); err != nil {
+			return err
+		}
+		if err := fixAttrs(p, false, own); err != nil {
+			return err
+		}
+		if sc.Progress != nil {
+			sc.Progress("help library", int64(len(d.files)+i+1), total)
+		}
+	}
+	if err := removeTemps(lib, a); err != nil {
+		return err
+	}
+	if d.zipCopy != "" {
+		// Left by an earlier manual attempt: the notes delete it. Remove
+		// does not follow a link.
+		if err := os.Remove(d.zipCopy); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if d.writes() || len(d.dirs) > 0 || len(d.attrs) > 0 || d.zipCopy != "" {
+		sc.Log.Info().Int("written", len(d.files)).Int("folders", len(d.dirs)).Int("fixed", len(d.attrs)).
+			Bool("zip_copy_removed", d.zipCopy != "").Msg("help library updated")
+	}
+	return (services{h: s.h, want: serviceRunning}).Apply(ctx, sc)
 }
 
 func (s helpLibrary) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
-	files, err := s.entries(sc)
+	a, err := s.open(sc)
 	if err != nil {
 		return orchestrator.Outputs{}, err
 	}
-	if m := s.missing(sc, files); len(m) > 0 {
-		return orchestrator.Outputs{}, fmt.Errorf("%d help files differ from the archive, e.g. %s", len(m), m[0])
-	}
-	start := services{h: s.h, want: serviceRunning}
-	if _, err := start.Verify(ctx, sc); err != nil {
+	defer a.Close()
+	d, err := s.inspect(s.dir(sc), a, s.owner(sc, false))
+	if err != nil {
 		return orchestrator.Outputs{}, err
 	}
-	return orchestrator.Outputs{Values: map[string]string{"files": strconv.Itoa(len(files))}}, nil
+	if !d.inPlace() {
+		return orchestrator.Outputs{}, fmt.Errorf("help library %s is not the archive's: %s", s.dir(sc), d)
+	}
+	out, err := services{h: s.h, want: serviceRunning}.Verify(ctx, sc)
+	if err != nil {
+		return orchestrator.Outputs{}, err
+	}
+	out.Values["files"] = strconv.Itoa(len(a.files))
+	out.Values["folders"] = strconv.Itoa(len(a.dirs))
+	return out, nil
 }
