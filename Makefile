@@ -33,6 +33,7 @@ bench: build
 
 fuzz:
 	$(GO) test ./orchestrator/ -run '^$$' -fuzz FuzzParseVersion -fuzztime 30s
+	$(GO) test ./steps/ -run '^$$' -fuzz FuzzSetMPPParams -fuzztime 30s
 
 clean:
 	rm -rf bin

@@ -3,10 +3,16 @@ package steps
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"upgrader/orchestrator"
 )
@@ -192,26 +198,6 @@ func TestMPPConfigStep(t *testing.T) {
 	}
 }
 
-func TestMPPConfigStepResumesAfterCopy(t *testing.T) {
-	// A crash after the original was copied but before the edit: the next
-	// Apply edits the file and keeps the copy it made first.
-	e := newSim(t, nil)
-	spec := mppSpec()
-	st := e.build(t, spec)
-	sc := stepContext(spec, nil)
-	path := e.path(spec.Params["config"])
-	original := readTestFile(t, path)
-	if err := WriteFileAtomic(path+OriginalSuffix, original, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mustProbe(t, st, sc, false)
-	mustApply(t, st, sc)
-	mustVerify(t, st, sc)
-	if got := readTestFile(t, path+OriginalSuffix); !bytes.Equal(got, original) {
-		t.Error("original copy changed")
-	}
-}
-
 func TestMPPConfigStepRefusesSymlink(t *testing.T) {
 	e := newSim(t, nil)
 	spec := mppSpec()
@@ -220,11 +206,12 @@ func TestMPPConfigStepRefusesSymlink(t *testing.T) {
 	path := e.path(spec.Params["config"])
 	target := filepath.Join(t.TempDir(), "mppconfig.xml")
 	content := readTestFile(t, path)
-	writeTestFile(t, target, content)
+	setMPPFile(t, target, content)
 	removeFile(t, path)
 	if err := os.Symlink(target, path); err != nil {
 		t.Fatal(err)
 	}
+	before := takeMPPSnapshot(t, target)
 
 	for _, tc := range []struct {
 		name string
@@ -241,9 +228,7 @@ func TestMPPConfigStepRefusesSymlink(t *testing.T) {
 			}
 		})
 	}
-	if got := readTestFile(t, target); !bytes.Equal(got, content) {
-		t.Error("the symlink's target was changed")
-	}
+	before.unchanged(t, target)
 	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("the symlink was replaced: %v %v", fi, err)
 	}
@@ -274,5 +259,598 @@ func TestMPPConfigStepNoPlaceToInsert(t *testing.T) {
 	}
 	if _, err := st.Verify(context.Background(), sc); err == nil {
 		t.Error("Verify succeeded")
+	}
+}
+
+// simMPPXML is the sim's mpp1 mppconfig.xml as it ships; simMPPEdited is
+// the same file after the step.
+const simMPPXML = `<?xml version="1.0" encoding="UTF-8"?>
+<!-- MPP configuration (Avaya Experience Portal 7.2) -->
+<mppconfig>
+    <category name="ccxml">
+        <parameter name="ccxml.maxsessions">500</parameter>
+        <!-- JavaScript interpreter sizes -->
+        <parameter name="ccxml.jsi.runtimesize">16777216</parameter>
+        <parameter name="ccxml.jsi.stacksize">65536</parameter>
+    </category>
+    <category name="vxml">
+        <parameter name="vxml.maxsessions">500</parameter>
+    </category>
+</mppconfig>
+`
+
+func simMPPEdited(tb testing.TB) string {
+	return afterLine(tb, strings.Replace(simMPPXML, ">16777216<", ">33554432<", 1), "ccxml.jsi.stacksize", contextLine)
+}
+
+const utf8BOMString = "\xEF\xBB\xBF"
+
+// bothParams are the values the plan asks for.
+func bothParams() map[string]string {
+	return map[string]string{runtimeParam: orchestrator.MPPRuntimeSize, contextParam: orchestrator.MPPContextSize}
+}
+
+// padMPP pads s to size bytes with a comment after its first line.
+func padMPP(tb testing.TB, s string, size int) string {
+	tb.Helper()
+	pad := size - len(s) - len("<!--  -->\n")
+	out := afterLine(tb, s, "\n", "<!-- "+strings.Repeat("x", pad)+" -->\n")
+	if len(out) != size {
+		tb.Fatalf("padded to %d bytes, want %d", len(out), size)
+	}
+	return out
+}
+
+func TestSetMPPParamsKeepsTheFile(t *testing.T) {
+	edited := simMPPEdited(t)
+	const decoy = `<!-- <parameter name="ccxml.jsi.runtimesize">1</parameter> -->`
+	withDecoy := afterLine(t, simMPPXML, "ccxml.maxsessions", "        "+decoy+"\n")
+	onlyDecoy := strings.Replace(simMPPXML, `<parameter name="ccxml.jsi.runtimesize">16777216</parameter>`, decoy, 1)
+	cdataDecoy := afterLine(t, simMPPXML, "<mppconfig>",
+		"    <description><![CDATA[<parameter name=\"ccxml.jsi.contextsize\">1</parameter>]]></description>\n")
+	atMax := padMPP(t, edited, MaxMPPConfigSize)
+
+	for _, tc := range []struct {
+		name, in, want string
+		changed        bool
+	}{
+		{name: "sim file", in: simMPPXML, want: edited, changed: true},
+		{name: "CRLF", in: crlf(simMPPXML), want: crlf(edited), changed: true},
+		{name: "BOM", in: utf8BOMString + simMPPXML, want: utf8BOMString + edited, changed: true},
+		{name: "BOM and CRLF", in: utf8BOMString + crlf(simMPPXML), want: utf8BOMString + crlf(edited), changed: true},
+		{name: "BOM and CRLF, already set", in: utf8BOMString + crlf(edited), want: utf8BOMString + crlf(edited)},
+		{name: "no XML declaration", in: strings.SplitN(simMPPXML, "\n", 2)[1], want: strings.SplitN(edited, "\n", 2)[1], changed: true},
+		{name: "lower-case utf-8 in single quotes", in: strings.Replace(simMPPXML, `encoding="UTF-8"`, `encoding='utf-8'`, 1),
+			want: strings.Replace(edited, `encoding="UTF-8"`, `encoding='utf-8'`, 1), changed: true},
+		{name: "US-ASCII declared", in: strings.Replace(simMPPXML, "UTF-8", "US-ASCII", 1),
+			want: strings.Replace(edited, "UTF-8", "US-ASCII", 1), changed: true},
+		{name: "commented-out parameter before the real one is left alone", in: withDecoy,
+			want: afterLine(t, edited, "ccxml.maxsessions", "        "+decoy+"\n"), changed: true},
+		{name: "parameter only in a comment is inserted as missing", in: onlyDecoy, changed: true,
+			want: afterLine(t, strings.Replace(simMPPXML, `<parameter name="ccxml.jsi.runtimesize">16777216</parameter>`, decoy, 1),
+				"ccxml.jsi.stacksize", "        <parameter name=\"ccxml.jsi.runtimesize\">33554432</parameter>\n"+contextLine)},
+		{name: "parameter in CDATA is not a parameter", in: cdataDecoy, changed: true,
+			want: afterLine(t, edited, "<mppconfig>",
+				"    <description><![CDATA[<parameter name=\"ccxml.jsi.contextsize\">1</parameter>]]></description>\n")},
+		{name: "decoy in an attribute value", in: strings.Replace(simMPPXML, `<mppconfig>`, `<mppconfig note="&lt;parameter name=&quot;ccxml.jsi.runtimesize&quot;&gt;1&lt;/parameter&gt;">`, 1),
+			want: strings.Replace(edited, `<mppconfig>`, `<mppconfig note="&lt;parameter name=&quot;ccxml.jsi.runtimesize&quot;&gt;1&lt;/parameter&gt;">`, 1), changed: true},
+		{name: "value with spaces around it is replaced whole", in: strings.Replace(simMPPXML, ">16777216<", "> 16777216\n        <", 1),
+			want: edited, changed: true},
+		{name: "other attributes are kept", in: strings.Replace(simMPPXML, `name="ccxml.jsi.runtimesize">`, `name="ccxml.jsi.runtimesize" type='int'>`, 1),
+			want: strings.Replace(edited, `name="ccxml.jsi.runtimesize">`, `name="ccxml.jsi.runtimesize" type='int'>`, 1), changed: true},
+		{name: "empty value is set", in: strings.Replace(simMPPXML, ">16777216<", "><", 1), want: edited, changed: true},
+		{name: "non-ASCII text elsewhere is kept", in: strings.Replace(simMPPXML, "(Avaya Experience Portal 7.2)", "(Überprüft: ✓)", 1),
+			want: strings.Replace(edited, "(Avaya Experience Portal 7.2)", "(Überprüft: ✓)", 1), changed: true},
+		{name: "a file of exactly 4 MiB is read", in: atMax, want: atMax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, changed, err := SetMPPParams([]byte(tc.in), bothParams())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("output differs:\n got %q\nwant %q", got, tc.want)
+			}
+			if changed != tc.changed {
+				t.Errorf("changed = %v, want %v", changed, tc.changed)
+			}
+			again, changed, err := SetMPPParams(got, bothParams())
+			if err != nil || changed || !bytes.Equal(again, got) {
+				t.Errorf("second run: changed %v, err %v, same bytes %v; want no change", changed, err, bytes.Equal(again, got))
+			}
+		})
+	}
+}
+
+// mppRefusals are files the step refuses to edit, and what the error says.
+func mppRefusals(tb testing.TB) []struct{ name, in, wantErr string } {
+	param := `<parameter name="ccxml.jsi.runtimesize">16777216</parameter>`
+	with := func(repl string) string { return strings.Replace(simMPPXML, param, repl, 1) }
+	return []struct{ name, in, wantErr string }{
+		{"malformed: unclosed element", strings.Replace(simMPPXML, "</category>\n    <category", "\n    <category", 1), "not well-formed"},
+		{"malformed: mismatched end tag", strings.Replace(simMPPXML, "</mppconfig>", "</mppconfg>", 1), "not well-formed"},
+		{"malformed: truncated file", simMPPXML[:len(simMPPXML)/2], "not well-formed"},
+		{"malformed: unquoted attribute", with(`<parameter name=ccxml.jsi.runtimesize>16777216</parameter>`), "not well-formed"},
+		{"malformed: undefined entity", with(`<parameter name="ccxml.jsi.runtimesize">&size;</parameter>`), "not well-formed"},
+		{"malformed: two root elements", simMPPXML + "<mppconfig/>\n", "second root element"},
+		{"malformed: text after the root", simMPPXML + "oops\n", "text outside the root"},
+		{"malformed: XML declaration not at the start", "\n" + simMPPXML, "XML declaration that is not at the start"},
+		{"malformed: repeated attribute", with(`<parameter name="ccxml.x" name="ccxml.jsi.runtimesize">16777216</parameter>`), "repeated"},
+		{"malformed: -- in a comment", strings.Replace(simMPPXML, "JavaScript interpreter", "Java--Script", 1), "not well-formed"},
+		{"malformed: invalid UTF-8", strings.Replace(simMPPXML, "Portal 7.2", "Portal \xff7.2", 1), "invalid UTF-8"},
+		{"malformed: control character in a comment", strings.Replace(simMPPXML, "Portal 7.2", "Portal \x017.2", 1), "not allowed in XML"},
+		{"malformed: no root element", "<?xml version=\"1.0\"?>\n<!-- empty -->\n", "no root element"},
+		{"DOCTYPE", afterLine(tb, simMPPXML, "<?xml", "<!DOCTYPE mppconfig>\n"), "<!DOCTYPE"},
+		{"DOCTYPE with entities", afterLine(tb, simMPPXML, "<?xml", "<!DOCTYPE mppconfig [<!ENTITY size \"33554432\">]>\n"), "<!DOCTYPE"},
+		{"ENTITY declaration in a comment", afterLine(tb, simMPPXML, "<?xml", "<!-- <!ENTITY x \"y\"> -->\n"), "<!ENTITY"},
+		{"lower-case doctype directive", afterLine(tb, simMPPXML, "<?xml", "<!doctype mppconfig>\n"), "directive"},
+		{"duplicate parameter", afterLine(tb, simMPPXML, "ccxml.maxsessions", "        "+param+"\n"), "appears 2 times (lines 6, 8)"},
+		{"duplicate parameter in another category", afterLine(tb, simMPPXML, "vxml.maxsessions", "        "+param+"\n"), "appears 2 times"},
+		{"duplicate of a missing parameter", afterLine(tb, afterLine(tb, simMPPXML, "ccxml.maxsessions", contextLine), "vxml.maxsessions", contextLine), "appears 2 times"},
+		{"nested element in the value", with(`<parameter name="ccxml.jsi.runtimesize"><value>16777216</value></parameter>`), "holds elements"},
+		{"CDATA value", with(`<parameter name="ccxml.jsi.runtimesize"><![CDATA[16777216]]></parameter>`), "CDATA"},
+		{"comment in the value", with(`<parameter name="ccxml.jsi.runtimesize">16777216<!-- was 8M --></parameter>`), "comment"},
+		{"character reference in the value", with(`<parameter name="ccxml.jsi.runtimesize">&#49;6777216</parameter>`), "reference"},
+		{"empty element", with(`<parameter name="ccxml.jsi.runtimesize"/>`), "empty element"},
+		{"prefixed parameter element", strings.Replace(with(`<p:parameter name="ccxml.jsi.runtimesize">16777216</p:parameter>`), "<mppconfig>", `<mppconfig xmlns:p="urn:p">`, 1), "prefixed parameter"},
+		{"over 4 MiB", padMPP(tb, simMPPXML, MaxMPPConfigSize+1), "more than the 4194304"},
+		{"over 4 MiB once edited", padMPP(tb, simMPPXML, MaxMPPConfigSize-10), "the edited file would be"},
+		{"ISO-8859-1 declared", strings.Replace(simMPPXML, "UTF-8", "ISO-8859-1", 1), `declares encoding "ISO-8859-1": only UTF-8 or ASCII`},
+		{"UTF-16 declared", strings.Replace(simMPPXML, "UTF-8", "UTF-16", 1), `declares encoding "UTF-16"`},
+		{"UTF-16 byte order mark", "\xFF\xFE<\x00?\x00x\x00m\x00l\x00", "UTF-16"},
+		{"ASCII declared, UTF-8 used", strings.Replace(strings.Replace(simMPPXML, "UTF-8", "US-ASCII", 1), "Portal", "Portäl", 1), "declared US-ASCII"},
+		{"no ccxml line to insert after", "<mppconfig>\n  <parameter name=\"vxml.a\">1</parameter>\n</mppconfig>\n", "no ccxml parameter"},
+		{"ccxml parameters only share lines", "<mppconfig><parameter name=\"ccxml.a\">1</parameter></mppconfig>\n", "no ccxml parameter"},
+	}
+}
+
+func TestSetMPPParamsRefuses(t *testing.T) {
+	for _, tc := range mppRefusals(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			in := []byte(tc.in)
+			got, changed, err := SetMPPParams(in, bothParams())
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if changed || !bytes.Equal(got, []byte(tc.in)) || string(in) != tc.in {
+				t.Error("a refused file was changed")
+			}
+		})
+	}
+}
+
+func TestSetMPPParamsRefusesValues(t *testing.T) {
+	for _, v := range []string{"", "1e6", " 33554432", "33554432\n", "-1", "+1", "0x10", "３３", "1234567890123456789",
+		`1</parameter><parameter name="x">2`} {
+		for _, name := range mppParams {
+			t.Run(name+"="+v, func(t *testing.T) {
+				values := bothParams()
+				values[name] = v
+				got, changed, err := SetMPPParams([]byte(simMPPXML), values)
+				if err == nil || !strings.Contains(err.Error(), "is not a size") {
+					t.Fatalf("err = %v, want a refusal of the value", err)
+				}
+				if changed || string(got) != simMPPXML {
+					t.Error("file changed")
+				}
+			})
+		}
+	}
+}
+
+// mppOldTime is set as the config's mtime so that any rewrite shows.
+var mppOldTime = time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+
+// mppSnapshot is what must stay the same of a file nobody may touch.
+type mppSnapshot struct {
+	data  []byte
+	mtime time.Time
+	info  os.FileInfo
+}
+
+func takeMPPSnapshot(tb testing.TB, path string) mppSnapshot {
+	tb.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return mppSnapshot{data, fi.ModTime(), fi}
+}
+
+// unchanged fails tb unless path has the bytes, mtime and inode it had.
+func (s mppSnapshot) unchanged(tb testing.TB, path string) {
+	tb.Helper()
+	now := takeMPPSnapshot(tb, path)
+	if !bytes.Equal(now.data, s.data) {
+		tb.Errorf("%s: bytes changed", filepath.Base(path))
+	}
+	if !now.mtime.Equal(s.mtime) {
+		tb.Errorf("%s: mtime changed from %v to %v", filepath.Base(path), s.mtime, now.mtime)
+	}
+	if !os.SameFile(now.info, s.info) {
+		tb.Errorf("%s: replaced by another file", filepath.Base(path))
+	}
+}
+
+// setMPPFile writes the config with an old mtime.
+func setMPPFile(tb testing.TB, path string, data []byte) {
+	tb.Helper()
+	writeTestFile(tb, path, data)
+	if err := os.Chtimes(path, mppOldTime, mppOldTime); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestMPPConfigStepRefusals(t *testing.T) {
+	type refusal struct {
+		name    string
+		in      string
+		params  map[string]string // overrides of the spec's
+		wantErr string
+	}
+	var cases []refusal
+	for _, r := range mppRefusals(t) {
+		cases = append(cases, refusal{name: r.name, in: r.in, wantErr: r.wantErr})
+	}
+	cases = append(cases,
+		refusal{name: "value not digits", in: simMPPXML, params: map[string]string{runtimeParam: "32M"}, wantErr: "is not a size"},
+		refusal{name: "value empty", in: simMPPXML, params: map[string]string{contextParam: ""}, wantErr: "is not a size"},
+	)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSim(t, nil)
+			spec := mppSpec()
+			for k, v := range tc.params {
+				spec.Params[k] = v
+			}
+			st := e.build(t, spec)
+			sc := stepContext(spec, nil)
+			path := e.path(spec.Params["config"])
+			setMPPFile(t, path, []byte(tc.in))
+			before := takeMPPSnapshot(t, path)
+			names := dirNames(t, filepath.Dir(path))
+
+			if done, err := st.Probe(context.Background(), sc); done || err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Probe = %v, %v; want an error with %q", done, err, tc.wantErr)
+			}
+			if err := st.Apply(context.Background(), sc); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Apply = %v, want an error with %q", err, tc.wantErr)
+			} else if !strings.Contains(err.Error(), path) {
+				t.Errorf("Apply = %v, want the error to name %s", err, path)
+			}
+			if _, err := st.Verify(context.Background(), sc); err == nil {
+				t.Error("Verify succeeded")
+			}
+			before.unchanged(t, path)
+			if got := dirNames(t, filepath.Dir(path)); !slices.Equal(got, names) {
+				t.Errorf("directory holds %q, want %q (no copy, no temp file)", got, names)
+			}
+		})
+	}
+}
+
+func TestMPPConfigStepTwice(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"sim file", simMPPXML},
+		{"BOM and CRLF", utf8BOMString + crlf(simMPPXML)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSim(t, nil)
+			spec := mppSpec()
+			st := e.build(t, spec)
+			sc := stepContext(spec, nil)
+			path := e.path(spec.Params["config"])
+			setMPPFile(t, path, []byte(tc.in))
+			if err := os.Chmod(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			mustProbe(t, st, sc, false)
+			mustApply(t, st, sc)
+			want := simMPPEdited(t)
+			if strings.HasPrefix(tc.in, utf8BOMString) {
+				want = utf8BOMString + crlf(want)
+			}
+			if got := readTestFile(t, path); string(got) != want {
+				t.Errorf("edited file:\n%q\nwant\n%q", got, want)
+			}
+			if got := readTestFile(t, path+OriginalSuffix); string(got) != tc.in {
+				t.Error("the copy is not the original")
+			}
+			for _, p := range []string{path, path + OriginalSuffix} {
+				if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s: mode %v (%v), want the original's 0600", filepath.Base(p), fi.Mode(), err)
+				}
+			}
+			mustVerify(t, st, sc)
+			mustProbe(t, st, sc, true)
+
+			// The second run: nothing is written at all.
+			for _, p := range []string{path, path + OriginalSuffix} {
+				if err := os.Chtimes(p, mppOldTime, mppOldTime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			file, orig := takeMPPSnapshot(t, path), takeMPPSnapshot(t, path+OriginalSuffix)
+			mustProbe(t, st, sc, true)
+			mustApply(t, st, sc)
+			mustVerify(t, st, sc)
+			file.unchanged(t, path)
+			orig.unchanged(t, path+OriginalSuffix)
+		})
+	}
+}
+
+func TestMPPConfigStepConverges(t *testing.T) {
+	original := []byte(simMPPXML)
+	edited := []byte(simMPPEdited(t))
+	runtimeOnly := []byte(strings.Replace(simMPPXML, ">16777216<", ">33554432<", 1))
+	for _, tc := range []struct {
+		name      string
+		file      []byte
+		copy      []byte            // the .upgrader-orig present before, if any
+		others    map[string][]byte // other files in the directory
+		wantProbe bool
+		wantCopy  []byte // the copy after Apply; nil: none
+	}{
+		{name: "fresh", file: original, wantCopy: original},
+		{name: "original copy present, file unedited", file: original, copy: original, wantCopy: original},
+		{name: "file edited, no copy (set before upgrader came)", file: edited, wantProbe: true},
+		{name: "file edited and copy present (crash before the result was saved)", file: edited, copy: original,
+			wantProbe: true, wantCopy: original},
+		{name: "one parameter set by hand", file: runtimeOnly, wantCopy: runtimeOnly},
+		{name: "leftover temp file from a crash, half written", file: original, copy: original, wantCopy: original,
+			others: map[string][]byte{".mppconfig.xml.tmp-1234567": edited[:len(edited)/2]}},
+		{name: "leftover temp file holding the edited file", file: original, copy: original, wantCopy: original,
+			others: map[string][]byte{".mppconfig.xml.tmp-7654321": edited}},
+		{name: "leftover temp file of the copy", file: original, wantCopy: original,
+			others: map[string][]byte{".mppconfig.xml.upgrader-orig.tmp-42": original[:10]}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSim(t, nil)
+			spec := mppSpec()
+			st := e.build(t, spec)
+			sc := stepContext(spec, nil)
+			path := e.path(spec.Params["config"])
+			dir := filepath.Dir(path)
+			setMPPFile(t, path, tc.file)
+			if tc.copy != nil {
+				writeTestFile(t, path+OriginalSuffix, tc.copy)
+			}
+			others := map[string]mppSnapshot{}
+			for name, data := range tc.others {
+				writeTestFile(t, filepath.Join(dir, name), data)
+				others[name] = takeMPPSnapshot(t, filepath.Join(dir, name))
+			}
+			before := takeMPPSnapshot(t, path)
+
+			mustProbe(t, st, sc, tc.wantProbe)
+			if tc.wantProbe {
+				mustVerify(t, st, sc) // done means Verify holds, as it is
+			}
+			mustApply(t, st, sc)
+			if tc.wantProbe {
+				before.unchanged(t, path)
+			}
+			if got := readTestFile(t, path); !bytes.Equal(got, edited) {
+				t.Errorf("file after Apply:\n%s\nwant\n%s", got, edited)
+			}
+			out := mustVerify(t, st, sc)
+			copyData, err := os.ReadFile(path + OriginalSuffix)
+			switch {
+			case tc.wantCopy == nil && !os.IsNotExist(err):
+				t.Errorf("a copy was made (%v) of a file that needed no edit", err)
+			case tc.wantCopy != nil && !bytes.Equal(copyData, tc.wantCopy):
+				t.Errorf("copy = %q (%v), want %q", copyData, err, tc.wantCopy)
+			}
+			if _, ok := out.Values["original"]; ok != (tc.wantCopy != nil) {
+				t.Errorf("Verify original = %q, want one: %v", out.Values["original"], tc.wantCopy != nil)
+			}
+			for name, o := range others {
+				o.unchanged(t, filepath.Join(dir, name)) // not mistaken for the config, not removed
+			}
+			want := []string{"mppconfig.xml"}
+			if tc.wantCopy != nil {
+				want = append(want, "mppconfig.xml"+OriginalSuffix)
+			}
+			want = append(want, slices.Collect(maps.Keys(tc.others))...)
+			slices.Sort(want)
+			if got := dirNames(t, dir); !slices.Equal(got, want) {
+				t.Errorf("directory holds %q, want %q", got, want)
+			}
+
+			// And once more: nothing changes.
+			after := takeMPPSnapshot(t, path)
+			mustProbe(t, st, sc, true)
+			mustApply(t, st, sc)
+			after.unchanged(t, path)
+		})
+	}
+}
+
+// mppMemFiles is MPPFiles in memory that records calls and fails on demand.
+type mppMemFiles struct {
+	files map[string]mppMemFile
+	fail  map[string]error // "write path" → the error WriteFileAtomic returns
+	calls []string
+}
+
+type mppMemFile struct {
+	data []byte
+	mode fs.FileMode
+}
+
+var _ MPPFiles = (*mppMemFiles)(nil)
+
+func (m *mppMemFiles) Stat(path string) (FileStat, error) {
+	m.calls = append(m.calls, "stat "+path)
+	f, ok := m.files[path]
+	if !ok {
+		return FileStat{}, &fs.PathError{Op: "lstat", Path: path, Err: fs.ErrNotExist}
+	}
+	return FileStat{Mode: f.mode, Size: int64(len(f.data))}, nil
+}
+
+func (m *mppMemFiles) ReadFile(path string, max int64) ([]byte, error) {
+	m.calls = append(m.calls, "read "+path)
+	f, ok := m.files[path]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: fs.ErrNotExist}
+	}
+	return bytes.Clone(f.data), nil
+}
+
+func (m *mppMemFiles) WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	m.calls = append(m.calls, "write "+path)
+	if err := m.fail["write "+path]; err != nil {
+		return err
+	}
+	if f, ok := m.files[path]; ok {
+		mode = f.mode
+	}
+	m.files[path] = mppMemFile{bytes.Clone(data), mode}
+	return nil
+}
+
+func (m *mppMemFiles) Exists(path string) (bool, error) {
+	m.calls = append(m.calls, "exists "+path)
+	_, ok := m.files[path]
+	return ok, nil
+}
+
+func TestMPPFileThroughMPPFiles(t *testing.T) {
+	const cfg = "/mpp/config/mppconfig.xml"
+	const orig = cfg + OriginalSuffix
+	edited := []byte(simMPPEdited(t))
+	for _, tc := range []struct {
+		name      string
+		files     map[string]mppMemFile
+		fail      map[string]error
+		wantErr   string
+		wantCalls []string
+		wantFile  []byte
+		wantCopy  []byte
+	}{
+		{name: "the copy is written before the file",
+			files:     map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}},
+			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "write " + orig, "write " + cfg},
+			wantFile:  edited, wantCopy: []byte(simMPPXML)},
+		{name: "an existing copy is kept",
+			files:     map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}, orig: {[]byte("older"), 0o640}},
+			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "write " + cfg},
+			wantFile:  edited, wantCopy: []byte("older")},
+		{name: "no copy, no edit",
+			files: map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}},
+			fail:  map[string]error{"write " + orig: errors.New("disk full")}, wantErr: "back up " + cfg + ": disk full",
+			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "write " + orig},
+			wantFile:  []byte(simMPPXML)},
+		{name: "the copy is not a regular file",
+			files:     map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}, orig: {nil, fs.ModeSymlink | 0o777}},
+			wantErr:   "is not a regular file: refusing to edit",
+			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig},
+			wantFile:  []byte(simMPPXML)},
+		{name: "already set: read only",
+			files:     map[string]mppMemFile{cfg: {edited, 0o640}},
+			wantCalls: []string{"stat " + cfg, "read " + cfg},
+			wantFile:  edited},
+		{name: "too large: not read",
+			files:   map[string]mppMemFile{cfg: {make([]byte, MaxMPPConfigSize+1), 0o640}},
+			wantErr: "refusing to edit", wantCalls: []string{"stat " + cfg},
+			wantFile: make([]byte, MaxMPPConfigSize+1)},
+		{name: "a symlink: not read",
+			files:   map[string]mppMemFile{cfg: {nil, fs.ModeSymlink | 0o777}},
+			wantErr: "not a regular file (symlink?)", wantCalls: []string{"stat " + cfg}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &mppMemFiles{files: tc.files, fail: tc.fail}
+			err := mppFile{files: m, path: cfg}.apply(bothParams())
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("apply = %v, want error %q", err, tc.wantErr)
+			}
+			if !slices.Equal(m.calls, tc.wantCalls) {
+				t.Errorf("calls:\n %q\nwant\n %q", m.calls, tc.wantCalls)
+			}
+			if got := m.files[cfg].data; !bytes.Equal(got, tc.wantFile) {
+				t.Errorf("file = %q, want %q", got, tc.wantFile)
+			}
+			if got := m.files[orig].data; tc.wantCopy != nil && !bytes.Equal(got, tc.wantCopy) {
+				t.Errorf("copy = %q, want %q", got, tc.wantCopy)
+			}
+			if tc.wantCopy != nil && m.files[orig].mode != m.files[cfg].mode {
+				t.Errorf("copy mode %v, file mode %v: want the same", m.files[orig].mode, m.files[cfg].mode)
+			}
+		})
+	}
+}
+
+func TestLocalMPPFiles(t *testing.T) {
+	dir := t.TempDir()
+	regular := filepath.Join(dir, "regular.xml")
+	writeTestFile(t, regular, []byte("<a/>"))
+	link := filepath.Join(dir, "link.xml")
+	if err := os.Symlink(regular, link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling.xml")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo.xml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var files LocalMPPFiles
+
+	for _, tc := range []struct {
+		name, path string
+		max        int64
+		want       string
+		wantErr    string
+	}{
+		{"regular", regular, 4, "<a/>", ""},
+		{"larger than max", regular, 3, "", "larger than 3 bytes"},
+		{"symlink", link, 100, "", "not a regular file"},
+		{"fifo does not hang", fifo, 100, "", "not a regular file"},
+		{"missing", filepath.Join(dir, "missing"), 100, "", "no such file"},
+	} {
+		t.Run("ReadFile "+tc.name, func(t *testing.T) {
+			got, err := files.ReadFile(tc.path, tc.max)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("ReadFile = %q, %v; want error %q", got, err, tc.wantErr)
+			}
+			if string(got) != tc.want {
+				t.Errorf("ReadFile = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, path string
+		exists     bool
+		mode       fs.FileMode // type bits
+	}{
+		{"regular", regular, true, 0},
+		{"symlink", link, true, fs.ModeSymlink},
+		{"dangling symlink", dangling, true, fs.ModeSymlink},
+		{"missing", filepath.Join(dir, "missing"), false, 0},
+	} {
+		t.Run("Stat and Exists "+tc.name, func(t *testing.T) {
+			ok, err := files.Exists(tc.path)
+			if err != nil || ok != tc.exists {
+				t.Errorf("Exists = %v, %v; want %v", ok, err, tc.exists)
+			}
+			st, err := files.Stat(tc.path)
+			if !tc.exists {
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("Stat err = %v, want fs.ErrNotExist", err)
+				}
+				return
+			}
+			if err != nil || st.Mode.Type() != tc.mode {
+				t.Errorf("Stat = %v, %v; want type %v", st.Mode, err, tc.mode)
+			}
+		})
 	}
 }

@@ -42,6 +42,12 @@ func TestEveryStepTwiceChangesNothing(t *testing.T) {
 		{name: "vendor-install pc", host: "pc41", spec: pcInstallSpec("dialer-4.1.2", "dialer", "4.1.2")},
 		{name: "gate", host: "pom", spec: orchestrator.StepSpec{ID: "enable-dnc-import", Kind: orchestrator.KindGate, Action: "gate"}, setup: confirmed},
 		{name: "pc-backup", host: "dl385", spec: orchestrator.StepSpec{ID: "backup-source", Action: "pc-backup"}},
+		{name: "mpp-config", host: "pom", spec: orchestrator.StepSpec{ID: "mpp-config-mpp1", Action: "mpp-config", Params: map[string]string{
+			"mpp": "mpp1", "config": "/opt/Avaya/ExperiencePortal/mpp1/config/mppconfig.xml",
+			orchestrator.MPPRuntimeSizeParam: orchestrator.MPPRuntimeSize, orchestrator.MPPContextSizeParam: orchestrator.MPPContextSize}}},
+		{name: "help-library", host: "pombare", spec: orchestrator.StepSpec{ID: "help-library", Action: "help-library", Params: map[string]string{
+			"zip": "/media/UsingPOM.zip", "dir": "/opt/Tomcat/tomcat/webapps/VP_POM/help/AvayaPOMDocLibrary",
+			"owner": "avayavp", "group": "avayavpgroup", "services": "vpms"}}},
 		{name: "reboot", host: "pcbare", spec: orchestrator.StepSpec{ID: "linux-es-reboot", Kind: orchestrator.KindReboot, Action: "reboot"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
