@@ -31,6 +31,7 @@ type app struct {
 	with        []string
 	override    []string
 	attest      []string
+	socket      string
 	output      string
 	yes         bool
 	code        int // exit code for a command that succeeded but must say more

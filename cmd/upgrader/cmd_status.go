@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"upgrader/orchestrator"
+	"upgrader/orchestrator/api"
 	"upgrader/state"
 )
 
@@ -63,6 +64,18 @@ func newStatusCmd(a *app) *cobra.Command {
   upgrader status -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runID == "" && a.daemonUp() {
+				// The daemon holds the state: ask it.
+				var st api.Status
+				if err := a.client().call("GET", "/v1/status", nil, &st); err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), statusJSON(st.Run, st.Steps))
+				}
+				printStatus(cmd.OutOrStdout(), st.Run, st.Steps, nextCommand(st.Run, st.Steps))
+				return nil
+			}
 			db, run, recs, err := a.loadRun(runID)
 			if err != nil {
 				return err

@@ -108,6 +108,7 @@ terminal: 'upgrader resume' carries on where it stopped.
 	f := root.PersistentFlags()
 	f.StringVar(&a.profilePath, "profile", envOr("UPGRADER_PROFILE", "/etc/upgrader/site.yaml"), "site profile (YAML)")
 	f.StringVar(&a.procedure, "procedure", "", "procedure id (default: the profile's)")
+	f.StringVar(&a.socket, "socket", envOr("UPGRADER_SOCKET", "/run/upgrader/upgrader.sock"), "the daemon's control socket")
 	f.StringVar(&a.stateDir, "state-dir", envOr("UPGRADER_STATE_DIR", "/var/lib/upgrader"), "state directory")
 	f.StringArrayVar(&a.assume, "assume", nil, "override a fact, key=value (repeatable), e.g. pom.version=3.1.0")
 	f.StringSliceVar(&a.with, "with", nil, "optional components to include, comma list (supervisor,agent,agent-api; pdc,help-library)")
@@ -123,7 +124,7 @@ terminal: 'upgrader resume' carries on where it stopped.
 	}
 	root.AddCommand(newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
 		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a),
-		newVerifyMediaCmd(a))
+		newVerifyMediaCmd(a), newDaemonCmd(a), newStartCmd(a), newWatchCmd(a), newConfirmCmd(a))
 	return root
 }
 

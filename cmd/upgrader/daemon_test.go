@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemonProc is a running `upgrader daemon` on a simulated host.
+type daemonProc struct {
+	cmd    *exec.Cmd
+	socket string
+	log    *bytes.Buffer
+}
+
+func (s *sim) socketPath() string { return filepath.Join(s.dir, "run", "upgrader.sock") }
+
+// startDaemon starts the daemon and waits for its socket to answer.
+func (s *sim) startDaemon(t *testing.T, env ...string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{socket: s.socketPath(), log: &bytes.Buffer{}}
+	d.cmd = s.cmd("daemon", "--socket", d.socket)
+	d.cmd.Env = append(d.cmd.Env, env...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
+			return d
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the daemon never listened:\n%s", d.log)
+	return nil
+}
+
+// kill sends SIGKILL to the daemon and what it started, as a crash would.
+func (d *daemonProc) kill() {
+	if d.cmd.Process != nil {
+		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		d.cmd.Wait()
+	}
+}
+
+func (s *sim) client(t *testing.T) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Dial: func(_, _ string) (net.Conn, error) {
+		return net.Dial("unix", s.socketPath())
+	}}}
+}
+
+// A run in the daemon survives the daemon's SIGKILL in the middle of the
+// installer: started again, the daemon probes the step and `watch` sees
+// the run finish.
+func TestDaemonKilledMidStepResumesOnRestart(t *testing.T) {
+	s := newSim(t)
+	s.control("pause-at", "installer:3")
+	d := s.startDaemon(t)
+	// start watches the run; it loses the daemon below, as an SSH session
+	// would lose it.
+	starter := s.cmd("start", "--yes", "--socket", s.socketPath())
+	if err := starter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { starter.Process.Kill(); starter.Wait() }()
+	if !waitFile(t, filepath.Join(s.root, "sim/control/paused"), 30*time.Second) {
+		t.Fatalf("never reached the installer:\n%s", d.log)
+	}
+	d.kill()
+	killToolGroup(t, filepath.Join(s.root, "sim/control/paused"))
+	os.Remove(filepath.Join(s.root, "sim/control/paused"))
+	os.Remove(s.socketPath()) // a stale socket is left behind, as after a crash
+	s.startDaemon(t)
+	w := s.run("watch", "--yes", "--socket", s.socketPath())
+	if w.code != exitOK || !strings.Contains(w.stdout, "completed") {
+		t.Fatalf("watch after the restart: exit %d\n%s\n%s", w.code, w.stdout, w.stderr)
+	}
+	if n := strings.Count(strings.Join(s.ledger(), " "), "installer_done"); n != 1 {
+		t.Fatalf("installer completed %d times", n)
+	}
+}
+
+// A client with another uid is refused (403), root is served.
+func TestDaemonRefusesOtherUsers(t *testing.T) {
+	s := newSim(t)
+	s.startDaemon(t)
+	// The socket's directory is 0700: open it so "nobody" reaches the
+	// socket itself and meets the uid check, not the file mode.
+	for _, dir := range []string{filepath.Dir(s.dir), s.dir, filepath.Dir(s.socketPath())} {
+		os.Chmod(dir, 0o755)
+	}
+	os.Chmod(s.socketPath(), 0o777)
+	out, _ := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"curl", "-s", "--unix-socket", s.socketPath(), "http://x/v1/status").CombinedOutput()
+	if !strings.Contains(string(out), "may not use upgrader's control socket") {
+		t.Fatalf("uid 65534 got: %s", out)
+	}
+	resp, err := s.client(t).Get("http://x/v1/plan")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("root: %v %v", resp, err)
+	}
+}
+
+// 50 concurrent starts make exactly one run; the others are clear
+// conflicts. An oversized request is refused without stalling others.
+func TestDaemonConcurrentStartsAndLimits(t *testing.T) {
+	s := newSim(t)
+	s.control("delay", "0.2")
+	s.startDaemon(t)
+	c := s.client(t)
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Post("http://x/v1/start", "application/json", strings.NewReader(`{}`))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[http.StatusCreated] != 1 || codes[http.StatusConflict] != 49 {
+		t.Fatalf("status codes %v, want 1 created and 49 conflicts", codes)
+	}
+	big := fmt.Sprintf(`{"step": "x", "attestation": {"a": %q}}`, strings.Repeat("x", 100<<10))
+	resp, err := c.Post("http://x/v1/confirm", "application/json", strings.NewReader(big))
+	if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized request: %v %v", resp, err)
+	}
+	// A slow client holding a half-sent request does not stall others.
+	slow, err := net.Dial("unix", s.socketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.Write([]byte("POST /v1/confirm HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"))
+	start := time.Now()
+	resp, err = c.Get("http://x/v1/status")
+	if err != nil || resp.StatusCode != http.StatusOK || time.Since(start) > 5*time.Second {
+		t.Fatalf("status beside a slow client: %v %v after %s", resp, err, time.Since(start))
+	}
+	var st struct {
+		Run struct {
+			ID string `json:"id"`
+		} `json:"run"`
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	if st.Run.ID == "" {
+		t.Fatal("no run in the status")
+	}
+}
+
+// A symlink at the socket path is refused; a second daemon exits naming
+// the socket of the first.
+func TestDaemonSocketSafety(t *testing.T) {
+	s := newSim(t)
+	os.MkdirAll(filepath.Dir(s.socketPath()), 0o700)
+	os.Symlink("/tmp/elsewhere", s.socketPath())
+	r := s.run("daemon", "--socket", s.socketPath())
+	if r.code == 0 || !strings.Contains(r.stderr, "symlink") {
+		t.Fatalf("symlink socket: exit %d %s", r.code, r.stderr)
+	}
+	os.Remove(s.socketPath())
+	s.startDaemon(t)
+	r = s.run("daemon", "--socket", s.socketPath())
+	if r.code != exitError || !strings.Contains(r.stderr, s.socketPath()) {
+		t.Fatalf("second daemon: exit %d %s", r.code, r.stderr)
+	}
+}
