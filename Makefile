@@ -19,7 +19,7 @@ STATEDIR    := /var/lib/upgrader
 # whose PID 1 is systemd (/run/systemd/system exists: sd_booted(3)).
 LIVE_SYSTEMD = [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]
 
-.PHONY: all build deps test lint demo bench fuzz clean install uninstall
+.PHONY: all build deps test lint demo demo-daemon bench fuzz clean install uninstall
 
 all: build
 
@@ -38,6 +38,9 @@ test: deps build lint
 
 demo: build
 	@testdata/demo.sh $(BIN) $(PROCEDURE)
+
+demo-daemon: build
+	@testdata/demo-daemon.sh $(BIN)
 
 # Engine cost per step against the fsync floor of the same disk, measured
 # side by side in one run.

@@ -56,3 +56,19 @@ go_ms=$(( ${go_ns%.*} / 1000000 ))
 awk -v g="$go_ms" -v o="$openssl_ms" -v s="$sha256sum_ms" 'BEGIN {
 	printf "\nSHA-256 of 300 MB: upgrader %d ms (%.0f MB/s), openssl %d ms, sha256sum %d ms; upgrader/openssl %.2fx, upgrader/sha256sum %.2fx (target: within 10%% of openssl)\n",
 		g, 300 * 1.048576 * 1000 / g, o, s, g / o, g / s }'
+
+# The daemon at rest: resident memory and CPU over 5 idle seconds (no
+# polling: an idle daemon should use no CPU at all).
+dwork=$(mktemp -d "${TMPDIR}/upgrader-bench-daemon-XXXXXX")
+go run ./testdata/simhost/mksim pom "$dwork" >/dev/null
+bin/upgrader daemon --profile "$dwork/profile.yaml" --state-dir "$dwork/state" --socket "$dwork/run/upgrader.sock" >/dev/null 2>&1 &
+dpid=$!
+for _ in $(seq 100); do [ -S "$dwork/run/upgrader.sock" ] && break; sleep 0.1; done
+sleep 1
+ticks() { awk '{ print $14 + $15 }' "/proc/$dpid/stat"; }
+t0=$(ticks); sleep 5; t1=$(ticks)
+rss_kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$dpid/status")
+kill "$dpid"; wait "$dpid" 2>/dev/null || true
+rm -rf "$dwork"
+printf '\ndaemon idle: RSS %d.%d MB, CPU %d ticks (1/100 s) in 5 s (targets: under 20 MB, 0 ticks)\n' \
+	$((rss_kb / 1024)) $(((rss_kb % 1024) * 10 / 1024)) $((t1 - t0))

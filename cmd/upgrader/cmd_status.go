@@ -70,10 +70,14 @@ func newStatusCmd(a *app) *cobra.Command {
 				if err := a.client().call("GET", "/v1/status", nil, &st); err != nil {
 					return err
 				}
-				if a.output == "json" {
-					return writeJSON(cmd.OutOrStdout(), statusJSON(st.Run, st.Steps))
+				doc := statusJSON(st.Run, st.Steps)
+				if st.Busy {
+					doc.Next = "upgrader watch   (the daemon is carrying out " + stepIDOf(st.Run, st.Steps) + ")"
 				}
-				printStatus(cmd.OutOrStdout(), st.Run, st.Steps, nextCommand(st.Run, st.Steps))
+				if a.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), doc)
+				}
+				printStatus(cmd.OutOrStdout(), st.Run, st.Steps, doc.Next)
 				return nil
 			}
 			db, run, recs, err := a.loadRun(runID)
@@ -102,6 +106,17 @@ func newJournalCmd(a *app) *cobra.Command {
   upgrader journal --after 12 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runID == "" && a.daemonUp() {
+				var entries []orchestrator.JournalEntry
+				if err := a.client().call("GET", fmt.Sprintf("/v1/journal?after=%d", after), nil, &entries); err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), entries)
+				}
+				printJournal(cmd.OutOrStdout(), entries)
+				return nil
+			}
 			db, run, _, err := a.loadRun(runID)
 			if err != nil {
 				return err
@@ -240,4 +255,12 @@ func newLifecycleCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&mermaid, "mermaid", false, "print a mermaid state diagram")
 	return cmd
+}
+
+// stepIDOf names the step a run is at.
+func stepIDOf(run orchestrator.Run, recs []orchestrator.StepRecord) string {
+	if i := orchestrator.NextStep(recs); i >= 0 {
+		return run.Plan.Steps[i].ID
+	}
+	return "its last step"
 }
