@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 )
+
+// MaxRebootAttempts is how many times a reboot step is taken up again
+// after the host comes back before the engine stops and asks the operator.
+const MaxRebootAttempts = 3
 
 // Notice tells a watcher what the engine is doing; it is for display only.
 type Notice struct {
@@ -182,7 +187,18 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 				return out, nil
 			}
 			run.Reason = ""
-			err = e.transition(&run, recs, EventRetry, opts.Actor, "retry "+out.Step)
+			var changed []StepRecord
+			if i := NextStep(recs); run.Plan.Steps[i].Kind == KindReboot {
+				// The operator's retry starts the reboot-loop count afresh.
+				rec := recs[i]
+				rec.Saved = maps.Clone(rec.Saved)
+				if rec.Saved == nil {
+					rec.Saved = map[string]string{}
+				}
+				rec.Saved["attempts_at_retry"] = fmt.Sprint(rec.Attempts)
+				changed = append(changed, rec)
+			}
+			err = e.transition(&run, recs, EventRetry, opts.Actor, "retry "+out.Step, changed...)
 		case StateWaitingOperator:
 			i := NextStep(recs)
 			if i < 0 {
@@ -262,6 +278,13 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	spec := run.Plan.Steps[i]
 	rec := recs[i]
 	resumed := rec.Status == StepStarted
+	if spec.Kind == KindReboot && resumed {
+		base, _ := strconv.Atoi(rec.Saved["attempts_at_retry"])
+		if rec.Attempts-base >= MaxRebootAttempts {
+			return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "reboot",
+				Err: fmt.Errorf("the host came back %d times without the reboot being proved (a reboot loop?): check the host and its boot id, then retry", rec.Attempts-base)})
+		}
+	}
 	artifacts := artifactsBefore(recs, i)
 
 	for _, name := range spec.Requires {
@@ -415,7 +438,15 @@ func (e *Engine) confirm(run *Run, recs []StepRecord, i int, actor string, att m
 	}
 	rec := recs[i]
 	rec.Confirmation = &Confirmation{Actor: actor, At: e.now(), Attestation: att}
-	return e.transition(run, recs, EventConfirm, actor, "operator confirmed "+rec.StepID, rec)
+	text := "operator confirmed " + rec.StepID
+	if len(att) > 0 {
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(att)) {
+			kv = append(kv, k+"="+att[k])
+		}
+		text += " (" + strings.Join(kv, ", ") + ")"
+	}
+	return e.transition(run, recs, EventConfirm, actor, text, rec)
 }
 
 // Confirm records an operator's confirmation of the gate the run waits at.

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"go.yaml.in/yaml/v3"
 	"io"
 	"os"
 	"os/user"
@@ -32,6 +34,8 @@ type app struct {
 	override    []string
 	attest      []string
 	socket      string
+	answersPath string
+	answers     map[string]map[string]string // gate id → attestation
 	output      string
 	yes         bool
 	code        int // exit code for a command that succeeded but must say more
@@ -101,6 +105,25 @@ func (a *app) planHere() (setup, orchestrator.Plan, error) {
 	plan, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: id, Facts: s.facts, Profile: s.profile,
 		Options: orchestrator.Options{With: a.with, Overrides: overrides}})
 	return s, plan, err
+}
+
+// loadAnswers reads the answers file: gate id → attestation fields, as
+// Leapp's answerfile does, so a run can go unattended.
+func (a *app) loadAnswers() error {
+	if a.answersPath == "" {
+		return nil
+	}
+	data, err := os.ReadFile(a.answersPath)
+	if err != nil {
+		return usagef("answers file: %v", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	a.answers = map[string]map[string]string{}
+	if err := dec.Decode(&a.answers); err != nil && !errors.Is(err, io.EOF) {
+		return usagef("answers file %s: %v (expected: gate-id: {field: value})", a.answersPath, err)
+	}
+	return nil
 }
 
 // overrides parses --override ID=REASON flags.

@@ -250,6 +250,13 @@ func (a *app) confirmer(cmd *cobra.Command, out io.Writer) func(orchestrator.Ste
 			att["answer"], att["via"] = "yes", "--yes"
 			return att, true
 		}
+		if given, ok := a.answers[spec.ID]; ok {
+			for k, v := range given {
+				att[k] = v
+			}
+			att["answer"], att["via"] = "yes", "answers file"
+			return att, true
+		}
 		if !isTerminal(a.stdin) {
 			return nil, false
 		}

@@ -189,3 +189,26 @@ func TestDaemonSocketSafety(t *testing.T) {
 		t.Fatalf("second daemon: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// A reboot step: the daemon asks for the reboot and stops there; started
+// again under a new boot id (the host came back), it proves the reboot
+// and carries the run on to the end.
+func TestDaemonContinuesAfterReboot(t *testing.T) {
+	s := newSimHost(t, "pcbare")
+	s.tool("operator", "install-linux-es", "4.1.2")
+	d := s.startDaemon(t)
+	r := s.run("start", "--yes", "--socket", s.socketPath())
+	if r.code != exitPaused || !strings.Contains(r.stdout, "rebooting") {
+		t.Fatalf("start: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	d.kill() // the host goes down
+	os.Remove(s.socketPath())
+	s.startDaemon(t) // and systemd starts the daemon at boot
+	w := s.run("watch", "--yes", "--socket", s.socketPath())
+	if w.code != exitOK || !strings.Contains(w.stdout, "completed") {
+		t.Fatalf("watch after the reboot: exit %d\n%s\n%s", w.code, w.stdout, w.stderr)
+	}
+	if got := strings.Join(s.ledger(), " "); !strings.Contains(got, "reboot pc-install_dialer_4.1_done") {
+		t.Fatalf("effects: %s", got)
+	}
+}

@@ -204,3 +204,21 @@ func TestProcedurePOMUpgradeOracleAttestedBackup(t *testing.T) {
 		t.Fatalf("the attested backup is not journaled:\n%s", j)
 	}
 }
+
+// An answers file lets a run go unattended: each gate id gets its
+// attestation, as Leapp's answerfile does.
+func TestAnswersFileConfirmsGates(t *testing.T) {
+	s := newSim(t)
+	b, _ := os.ReadFile(s.profile)
+	os.WriteFile(s.profile, []byte(strings.Replace(string(b), "  kind: postgres", "  kind: oracle", 1)), 0o644)
+	os.MkdirAll(filepath.Join(s.root, "backup"), 0o755)
+	os.WriteFile(filepath.Join(s.root, "backup/pom.dmp"), []byte("oracle export"), 0o600)
+	answers := filepath.Join(s.dir, "answers.yaml")
+	os.WriteFile(answers, []byte("backup-db:\n  backup_path: /backup/pom.dmp\nenable-dnc-import:\n  note: site has no DNC lists\n"), 0o644)
+	s.mustRun(exitOK, "run", "--answers", answers)
+	if j := s.mustRun(exitOK, "journal", "-o", "json").stdout; !strings.Contains(j, "answers file") {
+		t.Fatalf("the journal does not say the gates were answered from the file:\n%s", j)
+	}
+	os.WriteFile(answers, []byte("backup-db: [not, a, map]\n"), 0o644)
+	s.mustRun(exitUsage, "plan", "--answers", answers)
+}

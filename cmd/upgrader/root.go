@@ -116,11 +116,12 @@ terminal: 'upgrader resume' carries on where it stopped.
 	f.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	f.BoolVarP(&a.yes, "yes", "y", false, "answer yes at operator gates")
 	f.StringArrayVar(&a.attest, "attest", nil, "a field an operator gate asks for, KEY=VALUE (repeatable), e.g. backup_path=/backup/pom.dmp")
+	f.StringVar(&a.answersPath, "answers", "", "answers file (YAML: gate id → attestation fields) for unattended runs")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.output != "text" && a.output != "json" {
 			return usagef("-o %q: use text or json", a.output)
 		}
-		return nil
+		return a.loadAnswers()
 	}
 	root.AddCommand(newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
 		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a),
