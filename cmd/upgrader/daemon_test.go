@@ -212,3 +212,70 @@ func TestDaemonContinuesAfterReboot(t *testing.T) {
 		t.Fatalf("effects: %s", got)
 	}
 }
+
+// SIGTERM stops the daemon cleanly: the journal is whole, the step in
+// flight is left started, and the next daemon probes it and finishes.
+func TestDaemonSIGTERMLeavesStepToProbe(t *testing.T) {
+	s := newSim(t)
+	s.control("pause-at", "pg_dump:2")
+	d := s.startDaemon(t)
+	starter := s.cmd("start", "--yes", "--socket", s.socketPath())
+	if err := starter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { starter.Process.Kill(); starter.Wait() }()
+	paused := filepath.Join(s.root, "sim/control/paused")
+	if !waitFile(t, paused, 30*time.Second) {
+		t.Fatalf("never reached pg_dump:\n%s", d.log)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the daemon did not exit cleanly: %v\n%s", err, d.log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the daemon did not stop on SIGTERM:\n%s", d.log)
+	}
+	d.cmd.Process = nil // already reaped
+	killToolGroup(t, paused)
+	os.Remove(paused)
+	if _, err := os.Stat(s.socketPath()); !os.IsNotExist(err) {
+		t.Errorf("the socket was left behind: %v", err)
+	}
+	s.startDaemon(t)
+	w := s.run("watch", "--yes", "--socket", s.socketPath())
+	if w.code != exitOK {
+		t.Fatalf("watch: exit %d\n%s\n%s", w.code, w.stdout, w.stderr)
+	}
+	j := s.run("journal", "--socket", s.socketPath()).stdout
+	if !strings.Contains(j, "found backup-db started by an earlier process") {
+		t.Fatalf("the interrupted step was not probed:\n%s", j)
+	}
+}
+
+// A damaged state file is reported as "needs operator", never replaced by
+// a fresh one.
+func TestDaemonDamagedStateNeedsOperator(t *testing.T) {
+	s := newSim(t)
+	os.MkdirAll(s.state, 0o700)
+	junk := bytes.Repeat([]byte("not a bbolt file "), 1000)
+	os.WriteFile(filepath.Join(s.state, "state.db"), junk, 0o600)
+	s.startDaemon(t)
+	resp, err := s.client(t).Get("http://x/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	json.NewDecoder(resp.Body).Decode(&e)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(e.Error, "needs operator") || !strings.Contains(e.Error, "state.db") {
+		t.Fatalf("status %d: %s", resp.StatusCode, e.Error)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.state, "state.db")); !bytes.Equal(b, junk) {
+		t.Fatal("the damaged state file was changed")
+	}
+}
