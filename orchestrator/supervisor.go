@@ -20,11 +20,10 @@ type Supervisor struct {
 	// Role is this server's role in a two-server procedure.
 	Role string
 
-	mu     sync.Mutex // guards the run: busy, cancel, done, last
+	mu     sync.Mutex // guards the run: busy, cancel, done
 	busy   bool
 	cancel context.CancelFunc
 	done   chan struct{}
-	last   Outcome
 
 	// subMu guards the watchers alone: the engine notifies while an
 	// operator request holds mu.
@@ -84,7 +83,7 @@ func (s *Supervisor) goExecute(runID string, opts ExecOptions) {
 			out.Error = err.Error()
 		}
 		s.mu.Lock()
-		s.busy, s.last = false, out
+		s.busy = false
 		s.mu.Unlock()
 		s.publish(Notice{Kind: "stopped", Run: runID, Step: out.Step, Text: string(out.State)})
 	}()

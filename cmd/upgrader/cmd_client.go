@@ -148,8 +148,7 @@ func (a *app) watch(cmd *cobra.Command, c *client) error {
 	out := a.humanOut(cmd)
 	printer := &noticePrinter{w: out, tty: isTerminal(out)}
 	for {
-		stopped, err := a.follow(c, printer)
-		if err != nil {
+		if err := a.follow(c, printer); err != nil {
 			return err
 		}
 		var st api.Status
@@ -159,7 +158,7 @@ func (a *app) watch(cmd *cobra.Command, c *client) error {
 		if st.Busy {
 			continue // stopped and started again (a confirmation): follow on
 		}
-		if st.Run.State == orchestrator.StateWaitingOperator && !stopped.answered {
+		if st.Run.State == orchestrator.StateWaitingOperator {
 			i := orchestrator.NextStep(st.Steps)
 			spec := st.Run.Plan.Steps[i]
 			if att, ok := a.confirmer(cmd, out)(spec); ok {
@@ -186,28 +185,26 @@ func (a *app) watch(cmd *cobra.Command, c *client) error {
 	}
 }
 
-type followResult struct{ answered bool }
-
 // follow prints notices until the daemon says the run stopped.
-func (a *app) follow(c *client, printer *noticePrinter) (followResult, error) {
+func (a *app) follow(c *client, printer *noticePrinter) error {
 	resp, err := c.http.Get("http://upgrader/v1/watch")
 	if err != nil {
-		return followResult{}, withCode(exitError, fmt.Errorf("no upgrader daemon answers on %s: %v", c.path, err))
+		return withCode(exitError, fmt.Errorf("no upgrader daemon answers on %s: %v", c.path, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
 		json.NewDecoder(resp.Body).Decode(&e)
-		return followResult{}, withCode(exitError, errors.New(e.Error))
+		return withCode(exitError, errors.New(e.Error))
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var n orchestrator.Notice
 		if err := dec.Decode(&n); err != nil {
-			return followResult{}, withCode(exitError, fmt.Errorf("the daemon closed the watch: %v", err))
+			return withCode(exitError, fmt.Errorf("the daemon closed the watch: %v", err))
 		}
 		if n.Kind == "stopped" {
-			return followResult{}, nil
+			return nil
 		}
 		printer.notify(n)
 	}

@@ -213,7 +213,7 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 	fmt.Fprintln(out)
 	next := nextCommand(run, recs)
 	if outcome.HandOver != "" {
-		next = handOverText(run, recs, outcome.HandOver, db.Path())
+		next = handOverText(run, recs, outcome.HandOver)
 	}
 	printStatus(out, run, recs, next)
 	if err := a.finishJSON(cmd, statusJSON(run, recs)); err != nil {
@@ -304,7 +304,7 @@ func roleText(role string) string {
 
 // handOverText tells the operator how to carry the run to the server the
 // next step runs on.
-func handOverText(run orchestrator.Run, recs []orchestrator.StepRecord, to, statePath string) string {
+func handOverText(run orchestrator.Run, recs []orchestrator.StepRecord, to string) string {
 	var files []string
 	for _, r := range recs {
 		for _, a := range r.Outputs.Artifacts {
