@@ -18,6 +18,14 @@ type Runner interface {
 	Run(ctx context.Context, argv, env []string, line func(string)) error
 }
 
+type startHookKey struct{}
+
+// WithStartHook returns a context whose commands report their pid to hook
+// as soon as they start (to record a long-running child).
+func WithStartHook(ctx context.Context, hook func(pid int)) context.Context {
+	return context.WithValue(ctx, startHookKey{}, hook)
+}
+
 // ExecRunner runs commands as child processes with a minimal environment,
 // so nothing from the operator's shell (and no secret in it) leaks in.
 type ExecRunner struct{}
@@ -43,6 +51,9 @@ func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	if hook, ok := ctx.Value(startHookKey{}).(func(int)); ok {
+		hook(cmd.Process.Pid)
 	}
 	var tail []string
 	done := make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -76,6 +77,21 @@ func InstalledPOMVersion(h *Host) (orchestrator.Version, error) {
 	return h.ProductVersion(context.Background(), "pom")
 }
 
+// runningInstaller reads the pid file of an installer run and says whether
+// that process still lives and is still that installer (pids are reused).
+func runningInstaller(pidFile, installer string) (int, bool) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return pid, err == nil && bytes.Contains(cmdline, []byte(installer))
+}
+
 // vendorInstall runs a vendor installer. Installers are not idempotent, so
 // Probe reads the product's installed version and Apply only runs when the
 // target is not in place yet.
@@ -137,8 +153,22 @@ func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) e
 	if d, err := time.ParseDuration(s.h.Profile.InstallerTimeout); err == nil && d > 0 {
 		timeout = d
 	}
+	// An installer started by an earlier upgrader process that died may
+	// still be running (it has a process group of its own): never start a
+	// second one beside it.
+	pidFile := s.h.Profile.Path("/var/run/upgrader-installer.pid")
+	if pid, alive := runningInstaller(pidFile, argv[0]); alive {
+		return fmt.Errorf("the installer started by an earlier upgrader is still running (pid %d): let it finish (or stop it), then resume", pid)
+	}
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	tctx = WithStartHook(tctx, func(pid int) {
+		os.MkdirAll(filepath.Dir(pidFile), 0o755)
+		if err := WriteFileAtomic(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			sc.Log.Warn().Err(err).Msg("cannot record the installer's pid")
+		}
+	})
+	defer os.Remove(pidFile)
 	sc.Log.Info().Strs("argv", argv).Dur("timeout", timeout).Msg("running vendor installer")
 	err = s.h.Run.Run(tctx, argv, nil, func(line string) {
 		sc.Log.Info().Str("installer", line).Send()

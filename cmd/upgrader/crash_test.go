@@ -183,3 +183,33 @@ func killToolGroup(t *testing.T, mark string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// When upgrader alone dies (not its process group, as after an OOM kill),
+// the installer it started keeps running: resume refuses to start a second
+// one beside it, and carries on once it is gone.
+func TestResumeRefusesSecondInstallerBesideOrphan(t *testing.T) {
+	s := newSim(t)
+	s.control("pause-at", "installer:2")
+	c := s.cmd("run", "--yes")
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	paused := filepath.Join(s.root, "sim/control/paused")
+	if !waitFile(t, paused, 30*time.Second) {
+		c.Process.Kill()
+		t.Fatal("never reached the installer")
+	}
+	c.Process.Kill() // upgrader only: the installer lives on, paused
+	c.Wait()
+	defer killToolGroup(t, paused)
+	r := s.run("resume", "--yes")
+	if r.code != exitFailed || !strings.Contains(r.stdout, "still running") {
+		t.Fatalf("resume beside a live installer: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	killToolGroup(t, paused)
+	s.mustRun(exitOK, "resume", "--yes")
+	if n := strings.Count(strings.Join(s.ledger(), " "), "installer_begin"); n != 2 {
+		t.Fatalf("installer began %d times, want the orphan's and one more", n)
+	}
+}
