@@ -155,10 +155,11 @@ func spaceFinding(p *Plan, id, what string, free, need int64) {
 		return
 	}
 	p.Blockers = append(p.Blockers, Finding{ID: id, Severity: SeverityBlocker, Skip: SkipNever,
-		Message: fmt.Sprintf("%s needs %s free, the filesystem has %s: free %s and plan again", what, bytesText(need), bytesText(free), bytesText(need-free))})
+		Message: fmt.Sprintf("%s needs %s free, the filesystem has %s: free %s and plan again", what, BytesText(need), BytesText(free), BytesText(need-free))})
 }
 
-func bytesText(n int64) string {
+// BytesText writes a byte count for people: "1.5 GiB (1610612736 bytes)".
+func BytesText(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

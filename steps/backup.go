@@ -129,7 +129,7 @@ func (s backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error 
 	}
 	if free, ok := freeBytes(dir); ok && free < size+size/10 {
 		return fmt.Errorf("%s has %s free and the database is %s: free at least %s there, then upgrader resume",
-			dir, humanBytes(free), humanBytes(size), humanBytes(size+size/10-free))
+			dir, orchestrator.BytesText(free), orchestrator.BytesText(size), orchestrator.BytesText(size+size/10-free))
 	}
 	argv := append([]string{s.tool("pg_dump", s.h.Profile.DB.DumpCommand), "--format=custom", "--file=" + tmp}, s.conn(database)...)
 	if err := s.h.Run.Run(ctx, argv, s.env(), func(l string) { sc.Log.Info().Str("pg_dump", l).Send() }); err != nil {
@@ -179,19 +179,6 @@ func freeBytes(dir string) (int64, bool) {
 		return 0, false
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // backupCommand backs up an Oracle or SQL Server database with the

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"upgrader/orchestrator"
 )
 
@@ -94,9 +92,8 @@ func freeSpace(set func(key, value, source string), key, path string) {
 		return
 	}
 	for dir := path; ; dir = filepath.Dir(dir) {
-		var st unix.Statfs_t
-		if err := unix.Statfs(dir, &st); err == nil {
-			set(key, strconv.FormatInt(int64(st.Bavail)*int64(st.Bsize), 10), "statfs "+dir)
+		if free, ok := freeBytes(dir); ok {
+			set(key, strconv.FormatInt(free, 10), "statfs "+dir)
 			return
 		}
 		if dir == filepath.Dir(dir) {

@@ -13,6 +13,7 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
+	"upgrader/testdata/simhost"
 )
 
 // go test ./cmd/upgrader -run TestGolden -update rewrites testdata/golden.
@@ -308,8 +309,17 @@ func compareGolden(t *testing.T, name string, got []byte) {
 // what the hosts would: a simulated tree that changes is caught here, not
 // in a field engineer's plan.
 func TestGoldenFactsMatchSimulatedHosts(t *testing.T) {
+	// Hosts are read as set up (a derived host is built from its base).
+	roots := map[string]string{}
 	read := func(host, path string) string {
-		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "simhost", host, "root", path))
+		if roots[host] == "" {
+			sim, err := simhost.SetupHost(host, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots[host] = sim.Root
+		}
+		b, err := os.ReadFile(filepath.Join(roots[host], path))
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}

@@ -47,6 +47,15 @@ func Source() string {
 // Hosts lists the simulated hosts.
 var Hosts = []string{"pom", "pombare", "pc41", "pc411", "pcbare", "dl385", "x3650"}
 
+// derived hosts are built from another host's tree: pombare is the POM host
+// before POM was installed (its own tree adds only the help library zip).
+var derived = map[string]struct {
+	base   string
+	remove []string
+}{
+	"pombare": {base: "pom", remove: []string{"opt/Avaya/avpom"}},
+}
+
 // Setup copies the simulated POM 3.1.1 host into dir and signs its media.
 func Setup(dir string) (Sim, error) { return SetupHost("pom", dir) }
 
@@ -56,6 +65,17 @@ func SetupHost(name, dir string) (Sim, error) {
 	src := filepath.Join(Source(), name)
 	s := Sim{Dir: dir, Root: filepath.Join(dir, "root"), Profile: filepath.Join(dir, "profile.yaml")}
 	s.ISO = filepath.Join(s.Root, "media", ISOName)
+	// A derived host is its base's tree, less some parts, plus its own.
+	if d, ok := derived[name]; ok {
+		if err := copyTree(filepath.Join(Source(), d.base, "root"), s.Root); err != nil {
+			return s, fmt.Errorf("simulated host %q: %w", name, err)
+		}
+		for _, rel := range d.remove {
+			if err := os.RemoveAll(filepath.Join(s.Root, rel)); err != nil {
+				return s, err
+			}
+		}
+	}
 	if err := copyTree(filepath.Join(src, "root"), s.Root); err != nil {
 		return s, fmt.Errorf("simulated host %q: %w", name, err)
 	}
