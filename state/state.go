@@ -3,8 +3,8 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,8 +20,9 @@ import (
 	"upgrader/orchestrator"
 )
 
-// SchemaVersion is the layout this binary reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout this binary reads and writes. Schema 2
+// seals every value with a checksum (integrity.go).
+const SchemaVersion = 2
 
 // FileName is the state file inside the state directory.
 const FileName = "state.db"
@@ -50,28 +51,47 @@ var (
 type DB struct {
 	db   *bolt.DB
 	path string
+	// Failpoint, when set (crash tests only), is called before and after
+	// every durable write: before-commit, after-commit, before-snapshot,
+	// after-snapshot.
+	Failpoint func(point string)
+	// Warn, when set, hears about a snapshot that could not be written:
+	// the state itself is committed, so the run goes on.
+	Warn func(error)
 }
 
 var _ orchestrator.Store = (*DB)(nil)
 
 // Open opens (creating if needed) the state in dir. It waits at most
-// timeout for the file lock so that a second process fails fast.
+// timeout for the file lock so that a second process fails fast. An
+// existing file is checked whole before it is used: a damaged one is
+// refused with ErrCorrupt, never started afresh.
 func Open(dir string, timeout time.Duration) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	path := filepath.Join(dir, FileName)
-	const keep = "do not delete it: move it aside for support, and tell support the run was in progress"
+	d, err := open(filepath.Join(dir, FileName), timeout, false)
+	if errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("%w; %s", err, whatToDo(dir))
+	}
+	return d, err
+}
+
+// open opens the file at path, creating it unless readOnly.
+func open(path string, timeout time.Duration, readOnly bool) (*DB, error) {
 	// bbolt initialises an empty file as a new database: an existing state
 	// file that lost its content must stop here, not start afresh.
 	existed := false
 	if st, err := os.Stat(path); err == nil {
 		if st.Size() == 0 {
-			return nil, fmt.Errorf("%w: %s is empty; %s", ErrCorrupt, path, keep)
+			return nil, fmt.Errorf("%w: %s is empty", ErrCorrupt, path)
 		}
 		existed = true
+		if err := checkMetaPages(path); err != nil {
+			return nil, err
+		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := openBolt(path, timeout, readOnly)
 	if err != nil {
 		var pathErr *fs.PathError
 		var errno syscall.Errno
@@ -82,16 +102,33 @@ func Open(dir string, timeout time.Duration) (*DB, error) {
 			// Any other refusal of an existing file that is not an OS
 			// error is about its content (e.g. "file size too small").
 			existed && !errors.As(err, &pathErr) && !errors.As(err, &errno):
-			return nil, fmt.Errorf("%w: %s: %v; %s", ErrCorrupt, path, err, keep)
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 		}
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	d := &DB{db: db, path: path}
-	if err := d.init(); err != nil {
+	if err := d.verify(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if !readOnly {
+		if err := d.init(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// openBolt opens the file with bbolt, turning a panic on a damaged page
+// into an error.
+func openBolt(path string, timeout time.Duration, readOnly bool) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly})
 }
 
 // Path is the state file's path.
@@ -100,30 +137,42 @@ func (d *DB) Path() string { return d.path }
 // Close releases the file and its lock.
 func (d *DB) Close() error { return d.db.Close() }
 
+// init writes the schema and buckets of a new file; verify has already
+// proved an existing one has them all.
 func (d *DB) init() error {
-	return d.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get(keySchema); v != nil {
-			n, err := strconv.Atoi(string(v))
-			if err != nil {
-				return fmt.Errorf("%w: %s: schema %q is not a number", ErrCorrupt, d.path, v)
-			}
-			if n != SchemaVersion {
-				return fmt.Errorf("%w: %s has schema %d, this upgrader reads %d; use the upgrader that wrote it", ErrSchema, d.path, n, SchemaVersion)
-			}
-		} else if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
-			return err
-		}
-		for _, b := range [][]byte{bucketRuns, bucketPlans, bucketSteps, bucketJournal} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+	fresh := false
+	d.db.View(func(tx *bolt.Tx) error {
+		fresh = tx.Bucket(bucketMeta) == nil
+		return nil
+	})
+	if !fresh {
+		return nil
+	}
+	return d.update(func(tx *bolt.Tx) error {
+		for _, b := range topBuckets {
+			if _, err := tx.CreateBucket(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(bucketMeta).Put(keySchema, seal([]byte(strconv.Itoa(SchemaVersion))))
 	})
+}
+
+// update commits fn in one fsynced transaction, between the failpoints of
+// a durable write.
+func (d *DB) update(fn func(tx *bolt.Tx) error) error {
+	d.failpoint("before-commit")
+	if err := d.db.Update(fn); err != nil {
+		return err
+	}
+	d.failpoint("after-commit")
+	return nil
+}
+
+func (d *DB) failpoint(point string) {
+	if d.Failpoint != nil {
+		d.Failpoint(point)
+	}
 }
 
 func indexKey(i uint64) []byte {
@@ -134,7 +183,7 @@ func indexKey(i uint64) []byte {
 
 // CreateRun stores a new run and makes it the active one.
 func (d *DB) CreateRun(u orchestrator.Update) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.snapshotAfter(d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if active := meta.Get(keyActive); active != nil {
 			return fmt.Errorf("%w: run %s has not finished", orchestrator.ErrActiveRun, active)
@@ -155,13 +204,13 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 			return err
 		}
 		return apply(tx, u)
-	})
+	}))
 }
 
 // ImportRun stores a run exported by another upgrader, keeping its
 // journal's sequence numbers, and makes it the active run.
 func (d *DB) ImportRun(x orchestrator.RunExport) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.snapshotAfter(d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if active := meta.Get(keyActive); active != nil {
 			return fmt.Errorf("%w: run %s has not finished here", orchestrator.ErrActiveRun, active)
@@ -180,11 +229,7 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 		var last uint64
 		for _, j := range x.Journal {
 			last = max(last, j.Seq)
-			b, err := json.Marshal(j)
-			if err != nil {
-				return err
-			}
-			if err := journal.Put(indexKey(j.Seq), b); err != nil {
+			if err := putJSON(journal, indexKey(j.Seq), j); err != nil {
 				return err
 			}
 		}
@@ -198,38 +243,35 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 			return err
 		}
 		return apply(tx, orchestrator.Update{Run: x.Run, Steps: x.Steps})
-	})
+	}))
 }
 
-// Commit applies an update to an existing run in one transaction.
+// Commit applies an update to an existing run in one transaction. An
+// update that finishes a step (or the run) is followed by a snapshot.
 func (d *DB) Commit(u orchestrator.Update) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketRuns).Get([]byte(u.Run.ID)) == nil {
 			return fmt.Errorf("%w: %s", orchestrator.ErrRunNotFound, u.Run.ID)
 		}
 		return apply(tx, u)
 	})
+	if err != nil || !finishesStep(u) {
+		return err
+	}
+	return d.snapshotAfter(nil)
 }
 
 // putPlan stores a run's plan. It is kept apart from the run record so
 // that the commits of every step do not rewrite it.
 func putPlan(tx *bolt.Tx, run orchestrator.Run) error {
-	b, err := json.Marshal(run.Plan)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketPlans).Put([]byte(run.ID), b)
+	return putJSON(tx.Bucket(bucketPlans), []byte(run.ID), run.Plan)
 }
 
 func apply(tx *bolt.Tx, u orchestrator.Update) error {
 	id := []byte(u.Run.ID)
 	header := u.Run
 	header.Plan = orchestrator.Plan{}
-	b, err := json.Marshal(header)
-	if err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketRuns).Put(id, b); err != nil {
+	if err := putJSON(tx.Bucket(bucketRuns), id, header); err != nil {
 		return err
 	}
 	meta := tx.Bucket(bucketMeta)
@@ -255,11 +297,7 @@ func apply(tx *bolt.Tx, u orchestrator.Update) error {
 	}
 	steps := tx.Bucket(bucketSteps).Bucket(id)
 	for _, r := range u.Steps {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if err := steps.Put(indexKey(uint64(r.Index)), b); err != nil {
+		if err := putJSON(steps, indexKey(uint64(r.Index)), r); err != nil {
 			return err
 		}
 	}
@@ -270,11 +308,7 @@ func apply(tx *bolt.Tx, u orchestrator.Update) error {
 			return err
 		}
 		j.Seq = seq
-		b, err := json.Marshal(j)
-		if err != nil {
-			return err
-		}
-		if err := journal.Put(indexKey(seq), b); err != nil {
+		if err := putJSON(journal, indexKey(seq), j); err != nil {
 			return err
 		}
 	}
@@ -304,32 +338,47 @@ func (d *DB) LoadRun(id string) (orchestrator.Run, []orchestrator.StepRecord, er
 	var run orchestrator.Run
 	var recs []orchestrator.StepRecord
 	err := d.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRuns).Get([]byte(id))
-		if b == nil {
-			return fmt.Errorf("%w: %s", orchestrator.ErrRunNotFound, id)
+		var err error
+		run, recs, err = loadRun(tx, id)
+		return err
+	})
+	if err != nil {
+		return run, nil, err
+	}
+	return run, recs, nil
+}
+
+func loadRun(tx *bolt.Tx, id string) (orchestrator.Run, []orchestrator.StepRecord, error) {
+	var run orchestrator.Run
+	var recs []orchestrator.StepRecord
+	b := tx.Bucket(bucketRuns).Get([]byte(id))
+	if b == nil {
+		return run, nil, fmt.Errorf("%w: %s", orchestrator.ErrRunNotFound, id)
+	}
+	if err := getJSON(b, &run, "run "+id); err != nil {
+		return run, nil, err
+	}
+	pb := tx.Bucket(bucketPlans).Get([]byte(id))
+	if pb == nil {
+		return run, nil, fmt.Errorf("%w: run %s has no plan", ErrCorrupt, id)
+	}
+	if err := getJSON(pb, &run.Plan, "plan of run "+id); err != nil {
+		return run, nil, err
+	}
+	steps := tx.Bucket(bucketSteps).Bucket([]byte(id))
+	if steps == nil {
+		return run, nil, fmt.Errorf("%w: run %s has no step records", ErrCorrupt, id)
+	}
+	err := steps.ForEach(func(k, v []byte) error {
+		var r orchestrator.StepRecord
+		if err := getJSON(v, &r, fmt.Sprintf("run %s step %x", id, k)); err != nil {
+			return err
 		}
-		if err := json.Unmarshal(b, &run); err != nil {
-			return fmt.Errorf("%w: run %s: %v", ErrCorrupt, id, err)
+		if !bytes.Equal(k, indexKey(uint64(r.Index))) {
+			return fmt.Errorf("%w: run %s step record %d is filed under %x", ErrCorrupt, id, r.Index, k)
 		}
-		pb := tx.Bucket(bucketPlans).Get([]byte(id))
-		if pb == nil {
-			return fmt.Errorf("%w: run %s has no plan", ErrCorrupt, id)
-		}
-		if err := json.Unmarshal(pb, &run.Plan); err != nil {
-			return fmt.Errorf("%w: plan of run %s: %v", ErrCorrupt, id, err)
-		}
-		steps := tx.Bucket(bucketSteps).Bucket([]byte(id))
-		if steps == nil {
-			return fmt.Errorf("%w: run %s has no step records", ErrCorrupt, id)
-		}
-		return steps.ForEach(func(k, v []byte) error {
-			var r orchestrator.StepRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("%w: run %s step %x: %v", ErrCorrupt, id, k, err)
-			}
-			recs = append(recs, r)
-			return nil
-		})
+		recs = append(recs, r)
+		return nil
 	})
 	if err != nil {
 		return run, nil, err
@@ -338,7 +387,7 @@ func (d *DB) LoadRun(id string) (orchestrator.Run, []orchestrator.StepRecord, er
 		return run, nil, fmt.Errorf("%w: run %s has %d step records for %d planned steps", ErrCorrupt, id, len(recs), len(run.Plan.Steps))
 	}
 	for i, r := range recs {
-		if r.Index != i || r.StepID != run.Plan.Steps[i].ID {
+		if r.Index != i || r.StepID != run.Plan.Steps[i].ID || r.RunID != id {
 			return run, nil, fmt.Errorf("%w: run %s step record %d is %q, the plan says %q", ErrCorrupt, id, i, r.StepID, run.Plan.Steps[i].ID)
 		}
 	}
@@ -356,8 +405,8 @@ func (d *DB) Journal(runID string, after uint64) ([]orchestrator.JournalEntry, e
 		c := b.Cursor()
 		for k, v := c.Seek(indexKey(after + 1)); k != nil; k, v = c.Next() {
 			var j orchestrator.JournalEntry
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("%w: journal %s entry %x: %v", ErrCorrupt, runID, k, err)
+			if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", runID, k)); err != nil {
+				return err
 			}
 			out = append(out, j)
 		}

@@ -131,8 +131,9 @@ func TestOpenCreatesDirAndFile(t *testing.T) {
 	}
 	// A fresh state records the schema it was written with.
 	if err := d.db.View(func(tx *bolt.Tx) error {
-		if got := string(tx.Bucket(bucketMeta).Get(keySchema)); got != fmt.Sprint(SchemaVersion) {
-			return fmt.Errorf("schema = %q, want %d", got, SchemaVersion)
+		got, err := unseal(tx.Bucket(bucketMeta).Get(keySchema))
+		if err != nil || string(got) != fmt.Sprint(SchemaVersion) {
+			return fmt.Errorf("schema = %q (%v), want %d", got, err, SchemaVersion)
 		}
 		return nil
 	}); err != nil {
@@ -236,13 +237,16 @@ func TestOpenLocked(t *testing.T) {
 func TestOpenSchema(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		schema string
+		schema []byte // as stored
 		want   error
+		says   string
 	}{
-		{"newer", fmt.Sprint(SchemaVersion + 1), ErrSchema},
-		{"older", fmt.Sprint(SchemaVersion - 1), ErrSchema},
-		{"not a number", "one", ErrCorrupt},
-		{"current", fmt.Sprint(SchemaVersion), nil},
+		{"newer", seal([]byte(fmt.Sprint(SchemaVersion + 1))), ErrSchema, fmt.Sprint(SchemaVersion + 1)},
+		{"older", seal([]byte(fmt.Sprint(SchemaVersion - 1))), ErrSchema, fmt.Sprint(SchemaVersion - 1)},
+		{"first layout, no checksum", []byte("1"), ErrSchema, "schema 1"},
+		{"not a number", seal([]byte("one")), ErrCorrupt, "one"},
+		{"checksum wrong", []byte("2\x00\x00\x00\x00"), ErrCorrupt, "checksum"},
+		{"current", seal([]byte(fmt.Sprint(SchemaVersion))), nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -250,7 +254,7 @@ func TestOpenSchema(t *testing.T) {
 			mustCreate(t, d, newUpdate("r1", orchestrator.StateRunning, "a"))
 			d.Close()
 			boltUpdate(t, filepath.Join(dir, FileName), func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketMeta).Put(keySchema, []byte(tc.schema))
+				return tx.Bucket(bucketMeta).Put(keySchema, tc.schema)
 			})
 			d2, err := Open(dir, lockTimeout)
 			if tc.want == nil {
@@ -267,24 +271,24 @@ func TestOpenSchema(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Open: %v, want %v", err, tc.want)
 			}
-			if !strings.Contains(err.Error(), tc.schema) {
-				t.Errorf("error %q does not say which schema the file has", err)
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("error %q does not say %q", err, tc.says)
 			}
 			// The refused file is left as it was.
-			var got string
+			var got []byte
 			db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer db.Close()
 			db.View(func(tx *bolt.Tx) error {
-				got = string(tx.Bucket(bucketMeta).Get(keySchema))
+				got = bytes.Clone(tx.Bucket(bucketMeta).Get(keySchema))
 				if tx.Bucket(bucketRuns).Get([]byte("r1")) == nil {
 					t.Error("run r1 is gone after the refused Open")
 				}
 				return nil
 			})
-			if got != tc.schema {
+			if !bytes.Equal(got, tc.schema) {
 				t.Errorf("schema after refused Open = %q, want %q", got, tc.schema)
 			}
 		})
@@ -659,12 +663,17 @@ func TestLoadRunDetectsMismatch(t *testing.T) {
 				t.Fatalf("CreateRun: %v", err)
 			}
 			if tc.edit != nil {
+				// An edit behind upgrader's back is caught when the file
+				// is opened, before anything reads the run.
 				d.Close()
 				boltUpdate(t, filepath.Join(dir, FileName), tc.edit)
-				d = openDB(t, dir)
-			} else {
-				t.Cleanup(func() { d.Close() })
+				_, err := Open(dir, lockTimeout)
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "r1") {
+					t.Fatalf("Open = %v, want ErrCorrupt naming r1", err)
+				}
+				return
 			}
+			t.Cleanup(func() { d.Close() })
 			_, recs, err := d.LoadRun("r1")
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("LoadRun = %v, want ErrCorrupt", err)

@@ -150,6 +150,8 @@ func (a *app) openState() (*state.DB, error) {
 		}
 		return nil, withCode(exitError, err)
 	}
+	db.Failpoint = stateFailpoint
+	db.Warn = func(err error) { fmt.Fprintln(os.Stderr, "warning:", err) }
 	return db, nil
 }
 

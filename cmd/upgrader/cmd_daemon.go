@@ -80,6 +80,8 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 		log.Error().Err(err).Msg("needs operator")
 	default:
 		defer db.Close()
+		db.Failpoint = stateFailpoint
+		db.Warn = func(err error) { log.Warn().Err(err).Msg("snapshot") }
 	}
 	l, err := api.Listen(a.socket, gid)
 	if err != nil {

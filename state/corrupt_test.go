@@ -1,0 +1,288 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"upgrader/orchestrator"
+)
+
+// fullFaults says whether `make faults` runs this (the full counts) or
+// `make test` (a sample).
+func fullFaults() bool { return os.Getenv("UPGRADER_FAULTS") == "full" }
+
+// realisticState writes a state like a real one: a completed run and an
+// active run halfway through, with journals, and returns the file.
+func realisticState(tb testing.TB) []byte {
+	tb.Helper()
+	dir := tb.TempDir()
+	d := openDB(tb, dir)
+	ids := []string{"verify-media", "backup-db", "mpp-config-mpp1", "mpp-config-mpp2", "stop-services", "upgrade-pom", "start-services", "dnc-import"}
+	for n, runID := range []string{"20261101T090000Z-aaaaaa", "20261123T090000Z-bbbbbb"} {
+		u := newUpdate(runID, orchestrator.StatePlanned, ids...)
+		u.Journal = journalEntries(runID, "run.created")
+		mustCreate(tb, d, u)
+		last := len(ids)
+		if n == 1 {
+			last = 5
+		}
+		for i := 0; i < last; i++ {
+			c := newUpdate(runID, orchestrator.StateRunning, ids...)
+			c.Steps = []orchestrator.StepRecord{{RunID: runID, Index: i, StepID: ids[i], Status: orchestrator.StepStarted, Attempts: 1, StartedAt: t0}}
+			c.Journal = journalEntries(runID, "intent "+ids[i])
+			mustCommit(tb, d, c)
+			c.Steps[0].Status = orchestrator.StepDone
+			c.Steps[0].Outputs.Values = map[string]string{"sha256": strings.Repeat("ab", 32), "path": "/var/backups/upgrader/pom-" + runID + ".dump"}
+			c.Journal = journalEntries(runID, "done "+ids[i])
+			if i == len(ids)-1 {
+				c.Run.State = orchestrator.StateCompleted
+			}
+			mustCommit(tb, d, c)
+		}
+	}
+	d.Close()
+	return readFile(tb, filepath.Join(dir, FileName))
+}
+
+// logicalDump is everything a state file says: every bucket, key, value
+// and sequence, in order. ok is false when bbolt cannot read it.
+func logicalDump(path string) (dump string, ok bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return "", false
+	}
+	defer db.Close()
+	var b strings.Builder
+	var walk func(prefix string, bk *bolt.Bucket) error
+	walk = func(prefix string, bk *bolt.Bucket) error {
+		fmt.Fprintf(&b, "%s seq=%d\n", prefix, bk.Sequence())
+		return bk.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return walk(prefix+"/"+string(k), bk.Bucket(k))
+			}
+			fmt.Fprintf(&b, "%s/%x=%x\n", prefix, k, v)
+			return nil
+		})
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error { return walk(string(name), bk) })
+	})
+	return b.String(), err == nil
+}
+
+// openDamaged opens a state directory whose file is content; it reports
+// a panic as a test failure and checks the file is left as it was.
+func openDamaged(t *testing.T, content []byte) (err error, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	path := filepath.Join(dir, FileName)
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Open panicked: %v", r)
+			}
+		}()
+		var d *DB
+		d, err = Open(dir, lockTimeout)
+		if err == nil {
+			d.Close()
+		}
+	}()
+	if err != nil && !bytes.Equal(readFile(t, path), content) {
+		t.Errorf("the refused file was changed by Open")
+	}
+	return err, dir
+}
+
+// TestCorruptStateDetectedAtOpen damages a realistic state file every way
+// the issue names and proves each is refused at Open with ErrCorrupt (or
+// ErrSchema), a message naming the file and what to do, no panic and no
+// fresh start. A flipped bit that Open accepts must be in bytes that mean
+// nothing (slack in a page, a free page): the file must still say exactly
+// what it said.
+func TestCorruptStateDetectedAtOpen(t *testing.T) {
+	good := realisticState(t)
+	goodPath := filepath.Join(t.TempDir(), "good.db")
+	os.WriteFile(goodPath, good, 0o600)
+	want, ok := logicalDump(goodPath)
+	if !ok {
+		t.Fatal("the undamaged file does not read")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("UPGRADER_FAULT_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	flips := 400
+	if fullFaults() {
+		flips = 4000
+	}
+	page := os.Getpagesize()
+	var tried, detected, harmless int
+	counts := map[string]int{}
+	check := func(kind string, content []byte) {
+		t.Helper()
+		tried++
+		counts[kind]++
+		err, dir := openDamaged(t, content)
+		switch {
+		case errors.Is(err, ErrCorrupt) || errors.Is(err, ErrSchema):
+			detected++
+			if !strings.Contains(err.Error(), filepath.Join(dir, FileName)) || !strings.Contains(err.Error(), "do not delete it") && err != nil && !errors.Is(err, ErrSchema) {
+				t.Errorf("%s: error %q does not name the file and what to do", kind, err)
+			}
+		case err != nil:
+			t.Errorf("%s: Open = %v, want ErrCorrupt", kind, err)
+		default:
+			got, ok := logicalDump(filepath.Join(dir, FileName))
+			if !ok || got != want {
+				t.Errorf("%s: Open accepted a file that says something else (seed %d)", kind, seed)
+				return
+			}
+			harmless++
+		}
+	}
+	t.Cleanup(func() {
+		fmt.Printf("corrupt state: %d damaged files (%d zero-length, %d truncated, %d meta-page flips, %d data-page flips, %d newer schema; seed %d), %d refused at open, %d flips in unused bytes read back unchanged, 0 opened wrongly\n",
+			tried, counts["zero-length"], counts["truncated"], counts["meta flip"], counts["data flip"], counts["schema"], seed, detected, harmless)
+	})
+
+	check("zero-length", nil)
+	for _, n := range []int{1, 100, page - 1, page, 2 * page, len(good) / 2, len(good) - page, len(good) - 1} {
+		check("truncated", good[:n])
+	}
+	for range 20 {
+		check("truncated", good[:1+rng.IntN(len(good)-1)])
+	}
+	for meta := range 2 {
+		// Every bit of the meta fields (64 bytes after the page header).
+		for bit := range 64 * 8 {
+			b := bytes.Clone(good)
+			b[meta*page+pageHeader+bit/8] ^= 1 << (bit % 8)
+			check("meta flip", b)
+		}
+	}
+	// Three flips in four land on a byte that is not zero, which is
+	// likelier to be in use: bbolt writes pages from zeroed buffers.
+	for i := range flips {
+		b := bytes.Clone(good)
+		off := 2*page + rng.IntN(len(good)-2*page)
+		for i%4 != 0 && b[off] == 0 {
+			off = 2*page + rng.IntN(len(good)-2*page)
+		}
+		b[off] ^= 1 << rng.IntN(8)
+		check("data flip", b)
+	}
+	// A newer upgrader's file.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, FileName), good, 0o600)
+	boltUpdate(t, filepath.Join(dir, FileName), func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, seal([]byte(fmt.Sprint(SchemaVersion+1))))
+	})
+	check("schema", readFile(t, filepath.Join(dir, FileName)))
+	if harmless > tried/2 {
+		t.Errorf("%d of %d damaged files opened: the flips miss the data", harmless, tried)
+	}
+}
+
+// The state after each completed step is copied beside the state file, and
+// a damaged state file is replaced by it on request, the damaged one kept.
+func TestSnapshotAfterEachCompletedStep(t *testing.T) {
+	dir := t.TempDir()
+	snap := filepath.Join(dir, SnapshotName)
+	d := openDB(t, dir)
+	u := newUpdate("r1", orchestrator.StatePlanned, "a", "b")
+	mustCreate(t, d, u)
+	if _, err := os.Stat(snap); err != nil {
+		t.Fatalf("no snapshot after the run was created: %v", err)
+	}
+	started := newUpdate("r1", orchestrator.StateRunning, "a", "b")
+	started.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepStarted, Attempts: 1}}
+	before := readFile(t, snap)
+	mustCommit(t, d, started)
+	if !bytes.Equal(readFile(t, snap), before) {
+		t.Error("an intent (nothing finished) rewrote the snapshot")
+	}
+	done := started
+	done.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepDone, Attempts: 1}}
+	mustCommit(t, d, done)
+	// The snapshot opens on its own and holds step a done.
+	cp := t.TempDir()
+	os.WriteFile(filepath.Join(cp, FileName), readFile(t, snap), 0o600)
+	s := openDB(t, cp)
+	_, recs, err := s.LoadRun("r1")
+	if err != nil || recs[0].Status != orchestrator.StepDone {
+		t.Fatalf("snapshot after step a: %+v %v", recs, err)
+	}
+	s.Close()
+
+	// Healthy: nothing to restore.
+	if _, err := RestoreSnapshot(dir, t0); !errors.Is(err, ErrLocked) {
+		t.Fatalf("restore while upgrader holds the state: %v, want ErrLocked", err)
+	}
+	d.Close()
+	if _, err := RestoreSnapshot(dir, t0); !errors.Is(err, ErrHealthy) {
+		t.Fatalf("restore over a healthy state: %v, want ErrHealthy", err)
+	}
+
+	// Damaged: refused at Open with the advice, restored, kept.
+	path := filepath.Join(dir, FileName)
+	damaged := readFile(t, path)
+	damaged[len(damaged)/2] ^= 0xff
+	os.WriteFile(path, damaged, 0o600)
+	if d, err := Open(dir, lockTimeout); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "restore-state") {
+		if err == nil {
+			d.Close()
+		}
+		// The flip may have hit slack: damage a meta page as well.
+		damaged[pageHeader] ^= 1
+		os.WriteFile(path, damaged, 0o600)
+		if _, err := Open(dir, lockTimeout); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "restore-state") {
+			t.Fatalf("Open of a damaged state: %v, want ErrCorrupt advising restore-state", err)
+		}
+	}
+	res, err := RestoreSnapshot(dir, t0)
+	if err != nil {
+		t.Fatalf("RestoreSnapshot: %v", err)
+	}
+	if res.Run != "r1" || res.LastStep != "a" || !bytes.Equal(readFile(t, res.Damaged), damaged) {
+		t.Errorf("restored %+v; the damaged file must be kept as it was", res)
+	}
+	d = openDB(t, dir)
+	_, recs, err = d.LoadRun("r1")
+	if err != nil || recs[0].Status != orchestrator.StepDone || recs[1].Status != orchestrator.StepPending {
+		t.Fatalf("after restore: %+v %v", recs, err)
+	}
+	d.Close()
+
+	// A damaged snapshot is refused, and the damaged state stays.
+	os.WriteFile(path, damaged, 0o600)
+	snapBytes := readFile(t, snap)
+	snapBytes[pageHeader] ^= 1
+	os.WriteFile(snap, snapBytes, 0o600)
+	if _, err := RestoreSnapshot(dir, t0.Add(time.Hour)); err == nil || !strings.Contains(err.Error(), "snapshot is damaged") {
+		t.Fatalf("restore from a damaged snapshot: %v", err)
+	}
+	if !bytes.Equal(readFile(t, path), damaged) {
+		t.Error("a refused restore changed the state file")
+	}
+}

@@ -1,0 +1,223 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"upgrader/orchestrator"
+)
+
+// SnapshotName is the copy of the state taken after the last completed
+// step, beside the state file. It is what an operator restores when the
+// state file is damaged (RestoreSnapshot).
+const SnapshotName = FileName + ".snapshot"
+
+// finishesStep says whether an update completes a step or ends the run:
+// the moments worth a snapshot.
+func finishesStep(u orchestrator.Update) bool {
+	if u.Run.State.Terminal() {
+		return true
+	}
+	for _, r := range u.Steps {
+		if r.Status == orchestrator.StepDone || r.Status == orchestrator.StepSkipped {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshotAfter writes a snapshot once a commit has succeeded (err is
+// its result). A snapshot that cannot be written is a warning, not a
+// failure: the commit it copies is already durable.
+func (d *DB) snapshotAfter(err error) error {
+	if err != nil {
+		return err
+	}
+	if serr := d.snapshot(); serr != nil && d.Warn != nil {
+		d.Warn(fmt.Errorf("state snapshot not written (the state itself is saved): %w", serr))
+	}
+	return nil
+}
+
+// snapshot copies the committed state to SnapshotName: written whole to
+// a temporary file, fsynced, renamed, and the directory fsynced.
+func (d *DB) snapshot() error {
+	dir := filepath.Dir(d.path)
+	final := filepath.Join(dir, SnapshotName)
+	tmp := final + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = d.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d.failpoint("before-snapshot")
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	d.failpoint("after-snapshot")
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// whatToDo is the advice given with a damaged state file.
+func whatToDo(dir string) string {
+	snap := filepath.Join(dir, SnapshotName)
+	if _, err := os.Stat(snap); err == nil {
+		return fmt.Sprintf("a copy taken after the last completed step is in %s: 'upgrader restore-state' puts it in place (the damaged file is kept beside it), then 'upgrader resume' re-checks the step that followed", snap)
+	}
+	return "do not delete it: move it aside for support, and tell support the run was in progress"
+}
+
+// Restored says what RestoreSnapshot put back.
+type Restored struct {
+	Damaged  string    // where the damaged file was moved
+	Taken    time.Time // when the snapshot was written
+	Run      string    // the latest run in it, if any
+	LastStep string    // that run's last completed step, if any
+}
+
+// ErrHealthy means there is nothing to restore: the state file opens.
+var ErrHealthy = errors.New("the state file is not damaged")
+
+// RestoreSnapshot replaces a damaged state file in dir with the snapshot
+// beside it. It refuses when the state file is healthy, locked, of
+// another schema, or when the snapshot is damaged too. The damaged file
+// is renamed, never deleted.
+func RestoreSnapshot(dir string, now time.Time) (Restored, error) {
+	var res Restored
+	path := filepath.Join(dir, FileName)
+	snap := filepath.Join(dir, SnapshotName)
+	st, err := os.Stat(snap)
+	if err != nil {
+		return res, fmt.Errorf("no snapshot to restore: %w", err)
+	}
+	res.Taken = st.ModTime().UTC()
+	// Hold the damaged file's lock (bbolt's own flock) so that no upgrader
+	// opens it while it is being replaced.
+	lock, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return res, err
+	default:
+		defer lock.Close()
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			return res, fmt.Errorf("%w: %s is locked; stop the other upgrader first", ErrLocked, path)
+		}
+		switch err := probeFile(path); {
+		case err == nil:
+			return res, fmt.Errorf("%w: %s opens and checks whole; nothing to restore", ErrHealthy, path)
+		case !errors.Is(err, ErrCorrupt):
+			return res, err
+		}
+	}
+	// The snapshot is checked as a copy, so that what is checked is what
+	// is put in place.
+	tmp := path + ".restore"
+	if err := copyDurably(snap, tmp); err != nil {
+		return res, err
+	}
+	check, err := open(tmp, time.Second, true)
+	if err != nil {
+		os.Remove(tmp)
+		return res, fmt.Errorf("the snapshot is damaged too: %w", err)
+	}
+	res.Run, res.LastStep = check.lastCompleted()
+	check.Close()
+	if lock != nil {
+		res.Damaged = fmt.Sprintf("%s.damaged-%s", path, now.UTC().Format("20060102T150405Z"))
+		if err := os.Rename(path, res.Damaged); err != nil {
+			os.Remove(tmp)
+			return res, err
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return res, err
+	}
+	return res, syncDir(dir)
+}
+
+// probeFile checks whether a state file is whole, on a copy: bbolt's
+// shared lock would conflict with the one RestoreSnapshot holds.
+func probeFile(path string) error {
+	cp := path + ".probe"
+	defer os.Remove(cp)
+	if err := copyDurably(path, cp); err != nil {
+		return err
+	}
+	d, err := open(cp, time.Second, true)
+	if err != nil {
+		return err
+	}
+	return d.Close()
+}
+
+// lastCompleted names the latest run and its last completed step.
+func (d *DB) lastCompleted() (run, step string) {
+	id, err := d.LatestRun()
+	if err != nil {
+		return "", ""
+	}
+	_, recs, err := d.LoadRun(id)
+	if err != nil {
+		return id, ""
+	}
+	for _, r := range recs {
+		if r.Status == orchestrator.StepDone || r.Status == orchestrator.StepSkipped {
+			step = r.StepID
+		}
+	}
+	return id, step
+}
+
+// copyDurably copies a file and fsyncs the copy.
+func copyDurably(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
