@@ -85,19 +85,26 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// freeSpace records the free bytes of the filesystem that holds path, or
-// of its nearest existing parent (the directory may not exist yet).
+// freeSpace records the free bytes of the filesystem that holds path.
 func freeSpace(set func(key, value, source string), key, path string) {
+	if free, at, ok := FreeBytesAt(path); ok {
+		set(key, strconv.FormatInt(free, 10), "statfs "+at)
+	}
+}
+
+// FreeBytesAt is the space left for an unprivileged writer in the
+// filesystem that holds path, or its nearest existing parent (the
+// directory may not exist yet), and the directory it was read at.
+func FreeBytesAt(path string) (free int64, at string, ok bool) {
 	if path == "" {
-		return
+		return 0, "", false
 	}
 	for dir := path; ; dir = filepath.Dir(dir) {
 		if free, ok := freeBytes(dir); ok {
-			set(key, strconv.FormatInt(free, 10), "statfs "+dir)
-			return
+			return free, dir, true
 		}
 		if dir == filepath.Dir(dir) {
-			return
+			return 0, "", false
 		}
 	}
 }
