@@ -43,6 +43,18 @@ when there is none; --yes answers every gate.
 				return err
 			}
 			out := a.humanOut(cmd)
+			db, err := a.openState()
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			// An unfinished run comes first: its host may already look
+			// upgraded (a step done but not yet recorded), and a fresh
+			// plan would wrongly say there is nothing to do.
+			if id, err := db.ActiveRun(); err == nil {
+				fmt.Fprintf(out, "Run %s has not finished: carrying it on (as upgrader resume).\n", id)
+				return a.resume(cmd, db, id, replan)
+			}
 			if expect != "" && !strings.HasPrefix(strings.TrimPrefix(plan.Fingerprint, "sha256:"), strings.TrimPrefix(expect, "sha256:")) {
 				printPlan(out, plan)
 				return withCode(exitBlocked, fmt.Errorf("the plan's fingerprint is %s, not the %s you reviewed: the host or profile changed; review the plan again",
@@ -51,15 +63,6 @@ when there is none; --yes answers every gate.
 			if plan.NothingToDo {
 				printPlan(out, plan)
 				return a.finishJSON(cmd, map[string]any{"state": "nothing-to-do", "plan": plan})
-			}
-			db, err := a.openState()
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if id, err := db.ActiveRun(); err == nil {
-				fmt.Fprintf(out, "Run %s has not finished: carrying it on (as upgrader resume).\n", id)
-				return a.resume(cmd, db, id, replan)
 			}
 			printPlanBrief(out, plan)
 			fmt.Fprintln(out)
