@@ -713,6 +713,11 @@ func TestEngineAbort(t *testing.T) {
 				orchestrator.StepRecord{RunID: runID, Index: 0, StepID: "backup", Status: orchestrator.StepDone, Attempts: 1},
 				orchestrator.StepRecord{RunID: runID, Index: 1, StepID: "upgrade", Status: orchestrator.StepStarted, Attempts: 1})
 		}, orchestrator.ErrPastPointOfNoReturn, "upgrade"},
+		{"irreversible step refused by its guard (never started)", func(t *testing.T, h *harness) {
+			h.setState(t, orchestrator.StateFailed,
+				orchestrator.StepRecord{RunID: runID, Index: 0, StepID: "backup", Status: orchestrator.StepDone, Attempts: 1},
+				orchestrator.StepRecord{RunID: runID, Index: 1, StepID: "upgrade", Status: orchestrator.StepFailed, Error: "guard: backup changed"})
+		}, nil, ""},
 		{"irreversible step failed", func(t *testing.T, h *harness) {
 			h.steps.apply["upgrade"] = failWith("installer exit 3")
 			h.exec(t, orchestrator.ExecOptions{})

@@ -103,10 +103,11 @@ type Store interface {
 }
 
 // PastPointOfNoReturn reports whether an irreversible step of the run has
-// started (or finished), and which one.
+// started (or finished), and which one. A step whose guard refused it (a
+// changed backup) failed without an attempt: its effect never began.
 func PastPointOfNoReturn(plan Plan, recs []StepRecord) (bool, string) {
 	for i, s := range plan.Steps {
-		if s.Irreversible && i < len(recs) && recs[i].Status != StepPending {
+		if s.Irreversible && i < len(recs) && recs[i].Status != StepPending && recs[i].Attempts > 0 {
 			return true, s.ID
 		}
 	}
