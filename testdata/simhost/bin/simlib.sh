@@ -9,6 +9,10 @@ SIM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SIM_CONTROL=$SIM_ROOT/sim/control
 SIM_LEDGER=$SIM_ROOT/var/log/sim-ledger.log
 
+# Every tool run appends its argv and environment to sim/control/exec.log, so that tests can
+# prove no secret reached a child process.
+{ printf 'argv:'; printf ' %q' "$0" "$@"; printf '\n'; env | sed 's/^/env: /'; } >> "$SIM_CONTROL/exec.log"
+
 sim_checkpoint() { # tool n
 	local here="$1:$2" delay=0.1
 	if [ -f "$SIM_CONTROL/pause-at" ] && [ "$(cat "$SIM_CONTROL/pause-at")" = "$here" ]; then
@@ -40,4 +44,12 @@ sim_put() {
 	sync "$1.sim-tmp"
 	mv -f "$1.sim-tmp" "$1"
 	sync "$(dirname "$1")"
+}
+
+# sim_new_boot_id: the host restarted. The new boot id is derived from the old one, so that
+# two runs of the same procedure end on the same host tree.
+sim_new_boot_id() {
+	local boot=$SIM_ROOT/proc/sys/kernel/random/boot_id h
+	h=$( (cat "$boot" 2>/dev/null; echo restarted) | sha256sum)
+	sim_put "$boot" "${h:0:8}-${h:8:4}-${h:12:4}-${h:16:4}-${h:20:12}"
 }
