@@ -19,7 +19,7 @@ STATEDIR    := /var/lib/upgrader
 # whose PID 1 is systemd (/run/systemd/system exists: sd_booted(3)).
 LIVE_SYSTEMD = [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]
 
-.PHONY: all build deps test lint demo demo-daemon bench fuzz clean install uninstall
+.PHONY: all build deps test lint demo demo-daemon bench faults fuzz clean install uninstall
 
 all: build
 
@@ -46,6 +46,11 @@ demo-daemon: build
 # side by side in one run.
 bench: build
 	@testdata/bench.sh
+
+# The fault-injection and hostile-input suite at full size, ending with one
+# line per family (see README "Reliability"); `make test` runs a sample.
+faults: deps build
+	@testdata/faults.sh
 
 fuzz:
 	$(GO) test ./orchestrator/ -run '^$$' -fuzz FuzzParseVersion -fuzztime 30s

@@ -51,6 +51,9 @@ func TestMain(m *testing.M) {
 		templates[name] = sim.Dir
 	}
 	code := m.Run()
+	if len(canary.places) > 0 {
+		fmt.Println(canaryFigure())
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
