@@ -123,7 +123,7 @@ terminal: 'upgrader resume' carries on where it stopped.
 		}
 		return a.loadAnswers()
 	}
-	root.AddCommand(newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
+	root.AddCommand(newBundleCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
 		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a),
 		newVerifyMediaCmd(a), newDaemonCmd(a), newStartCmd(a), newWatchCmd(a), newConfirmCmd(a), newRestoreStateCmd(a))
 	return root
