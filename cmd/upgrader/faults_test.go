@@ -208,6 +208,7 @@ func (f *fleet) drive() {
 		switch {
 		case !has && host > 0:
 			f.importRun(s)
+			continue
 		case st.State == "completed":
 			return
 		case st.State == "exported":
@@ -404,16 +405,22 @@ func TestFaultPointsEveryProcedure(t *testing.T) {
 			cases = cases[:min(len(cases), 6)]
 		}
 		for _, c := range cases {
-			for _, cr := range c.crashes {
-				perAction[cr.action]++
-			}
 			t.Run(strings.NewReplacer(":", "@", " ", "_", "#", "").Replace(c.String()), func(t *testing.T) {
 				t.Parallel()
-				fired, dups := runFaultCase(t, b, c)
+				var fired, dups int
+				// Counted even when the case stops on a fatal error.
+				defer func() {
+					ty.add(t, fired, 1, dups)
+					ty.mu.Lock()
+					for _, cr := range c.crashes {
+						perAction[cr.action]++
+					}
+					ty.mu.Unlock()
+				}()
+				fired, dups = runFaultCase(t, b, c)
 				if fired != 1 {
 					t.Errorf("the fault did not fire: the run no longer passes %v", c)
 				}
-				ty.add(t, fired, 1, dups)
 			})
 		}
 	}
@@ -452,7 +459,9 @@ func TestFaultDoubleCrash(t *testing.T) {
 				drawn++
 				t.Run(fmt.Sprintf("%d_%s", drawn, strings.NewReplacer(":", "@", " ", "_", "#", "").Replace(c.String())), func(t *testing.T) {
 					t.Parallel()
-					fired, dups := runFaultCase(t, b, c)
+					var fired, dups int
+					defer func() { ty.add(t, fired, 2, dups) }()
+					fired, dups = runFaultCase(t, b, c)
 					if fired == 0 {
 						t.Errorf("the first fault did not fire: the run no longer passes %v", c)
 					}
@@ -461,7 +470,6 @@ func TestFaultDoubleCrash(t *testing.T) {
 						bothFired++
 					}
 					mu.Unlock()
-					ty.add(t, fired, 2, dups)
 				})
 			}
 		})
