@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unicode/utf8"
 
 	"upgrader/orchestrator"
 )
@@ -44,7 +43,7 @@ type helpLibrary struct{ h *Host }
 var (
 	// errUnsafeArchive marks a help archive refused whole; nothing of it
 	// was written.
-	errUnsafeArchive = errors.New("refusing the whole archive, nothing was written")
+	errUnsafeArchive = errors.New("refusing the whole archive, nothing was written: copy UsingPOM.zip again from the POM media")
 	// errUnsafeLibrary marks a library path that cannot be written
 	// without following a link or replacing what is not ours.
 	errUnsafeLibrary = errors.New("refusing to write through it")
@@ -116,7 +115,7 @@ func openHelpArchive(zipPath string, lim helpLimits) (*helpArchive, error) {
 }
 
 func (a *helpArchive) refuse(raw, format string, args ...any) error {
-	return fmt.Errorf("help library archive %s: entry %q %s: %w", a.path, raw, fmt.Sprintf(format, args...), errUnsafeArchive)
+	return fmt.Errorf("help library archive %s: entry %s %s: %w", a.path, entryLabel(raw), fmt.Sprintf(format, args...), errUnsafeArchive)
 }
 
 func (a *helpArchive) check(lim helpLimits) error {
@@ -253,44 +252,13 @@ func (a *helpArchive) read(e helpEntry) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// helpEntryName cleans an entry's name, or says why it cannot be unpacked.
+// helpEntryName cleans an entry's name, or says why it cannot be unpacked
+// into the library: archiveEntryName's rules, and no backslash.
 func helpEntryName(raw string) (string, string) {
-	if raw == "" {
-		return "", "has an empty name"
-	}
-	if len(raw) > 1024 {
-		return "", "has a name longer than 1024 bytes"
-	}
-	for _, r := range raw {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			if r == 0 {
-				return "", "has a NUL byte in its name"
-			}
-			return "", fmt.Sprintf("has a control character (%U) in its name", r)
-		}
-	}
-	if !utf8.ValidString(raw) {
-		return "", "has a name that is not valid UTF-8"
-	}
 	if strings.Contains(raw, `\`) {
 		return "", `uses backslashes: the unzip tool would read them as folders`
 	}
-	if strings.HasPrefix(raw, "/") {
-		return "", "is an absolute path"
-	}
-	if len(raw) >= 2 && raw[1] == ':' && (raw[0]|0x20 >= 'a' && raw[0]|0x20 <= 'z') {
-		return "", "starts with a drive letter"
-	}
-	trimmed := strings.TrimSuffix(raw, "/")
-	for _, part := range strings.Split(trimmed, "/") {
-		if part == ".." {
-			return "", "climbs out of its folder with ..: it would land outside the library"
-		}
-		if len(part) > 255 {
-			return "", "has a path component longer than 255 bytes"
-		}
-	}
-	return path.Clean(trimmed), ""
+	return archiveEntryName(raw)
 }
 
 func describeType(m fs.FileMode) string {
@@ -690,6 +658,21 @@ func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) err
 			return err
 		}
 	}
+	if err := a.install(lib, d, own, sc.Progress); err != nil {
+		return err
+	}
+	if d.writes() || len(d.dirs) > 0 || len(d.attrs) > 0 || d.zipCopy != "" {
+		sc.Log.Info().Int("written", len(d.files)).Int("folders", len(d.dirs)).Int("fixed", len(d.attrs)).
+			Bool("zip_copy_removed", d.zipCopy != "").Msg("help library updated")
+	}
+	return (services{h: s.h, want: serviceRunning}).Apply(ctx, sc)
+}
+
+// install makes the library what the archive holds, given how it differs
+// (d, from inspect): folders parents first, files through a temp file and
+// a rename, modes and owners, the temp files of an interrupted write and
+// a leftover copy of the zip removed. Nothing is written through a link.
+func (a *helpArchive) install(lib string, d helpDrift, own helpOwner, progress orchestrator.Progress) error {
 	if d.noLibrary {
 		if err := os.MkdirAll(filepath.Dir(lib), 0o755); err != nil {
 			return err
@@ -734,8 +717,8 @@ func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) err
 		if err := fixAttrs(p, false, own); err != nil {
 			return err
 		}
-		if sc.Progress != nil {
-			sc.Progress("help library", int64(i+1), total)
+		if progress != nil {
+			progress("help library", int64(i+1), total)
 		}
 	}
 	for i, e := range d.attrs {
@@ -746,8 +729,8 @@ func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) err
 		if err := fixAttrs(p, false, own); err != nil {
 			return err
 		}
-		if sc.Progress != nil {
-			sc.Progress("help library", int64(len(d.files)+i+1), total)
+		if progress != nil {
+			progress("help library", int64(len(d.files)+i+1), total)
 		}
 	}
 	if err := removeTemps(lib, a); err != nil {
@@ -760,11 +743,7 @@ func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) err
 			return err
 		}
 	}
-	if d.writes() || len(d.dirs) > 0 || len(d.attrs) > 0 || d.zipCopy != "" {
-		sc.Log.Info().Int("written", len(d.files)).Int("folders", len(d.dirs)).Int("fixed", len(d.attrs)).
-			Bool("zip_copy_removed", d.zipCopy != "").Msg("help library updated")
-	}
-	return (services{h: s.h, want: serviceRunning}).Apply(ctx, sc)
+	return nil
 }
 
 func (s helpLibrary) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {

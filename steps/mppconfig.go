@@ -36,6 +36,10 @@ const OriginalSuffix = ".upgrader-orig"
 // larger one is not an MPP configuration and is refused, not read.
 const MaxMPPConfigSize = 4 << 20
 
+// MaxMPPConfigDepth is how deep elements of an mppconfig.xml may nest: a
+// real one has a handful of levels; deeper is refused, not parsed on.
+const MaxMPPConfigDepth = 64
+
 // MPPFiles is what the mpp-config step may do to the machine that holds an
 // MPP's configuration. Paths are that machine's paths.
 type MPPFiles interface {
@@ -245,7 +249,8 @@ func (m mppFile) verify(values map[string]string) (orchestrator.Outputs, error) 
 // and line ending.
 //
 // Refused: values that are not digits; a file over MaxMPPConfigSize; an
-// encoding other than UTF-8 or ASCII; a DOCTYPE or entity declaration
+// encoding other than UTF-8 or ASCII; elements nested more than
+// MaxMPPConfigDepth deep; a DOCTYPE or entity declaration
 // anywhere; XML that is not well-formed; a parameter that appears more
 // than once or is not of the form <parameter name="X">value</parameter>;
 // a missing parameter with no ccxml parameter line to add it after.
@@ -439,7 +444,7 @@ func parseMPPConfig(data []byte) (*mppDoc, error) {
 	// worth the doubt.
 	for _, decl := range []string{"<!DOCTYPE", "<!ENTITY"} {
 		if i := bytes.Index(data, []byte(decl)); i >= 0 {
-			return nil, fmt.Errorf("the file has %s (line %d): document types and entity declarations are refused", decl, lineAt(data, i))
+			return nil, fmt.Errorf("the file has %s (line %d): document types and entity declarations are refused (an mppconfig.xml has none); remove it by hand or restore the MPP's own file", decl, lineAt(data, i))
 		}
 	}
 	base := 0 // encoding/xml reads a byte order mark as text: skip it
@@ -486,6 +491,10 @@ func parseMPPConfig(data []byte) (*mppDoc, error) {
 				if roots++; roots > 1 {
 					return nil, malformed(from, "a second root element <%s>", t.Name.Local)
 				}
+			}
+			if len(open) == MaxMPPConfigDepth {
+				return nil, fmt.Errorf("the file nests elements more than %d levels deep (line %d): not an mppconfig.xml, refusing to edit it; check the MPP's config path in the profile",
+					MaxMPPConfigDepth, lineAt(data, base+from))
 			}
 			for i, a := range t.Attr {
 				for _, b := range t.Attr[:i] {

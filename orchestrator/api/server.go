@@ -4,10 +4,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +17,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+	"unicode"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -112,6 +117,9 @@ func (s *Server) allowed(p Peer) bool {
 
 // ServeHTTP checks the caller, then dispatches by the route table.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if c, ok := r.Context().Value(connKey{}).(*deadlineConn); ok {
+		c.handling()
+	}
 	p, ok := r.Context().Value(peerKey{}).(Peer)
 	if !ok || !s.allowed(p) {
 		fail(w, http.StatusForbidden, fmt.Errorf("uid %d may not use upgrader's control socket: use root or the configured group", p.UID))
@@ -139,20 +147,72 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail(w, http.StatusNotFound, fmt.Errorf("no route %s", r.URL.Path))
 }
 
-// decode reads a JSON request strictly.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(r.Body)
+// Request is the body of a mutating call: decoded strictly, then checked.
+type Request interface {
+	// Check says what is wrong with the decoded request, nil if nothing.
+	Check() error
+}
+
+// DecodeRequest reads one request body: at most MaxRequest bytes, one JSON
+// object with only the request's fields and nothing after it, whose values
+// pass the request's Check. On a refusal it returns the HTTP status (413
+// too large, 400 otherwise) and a message that says what to send instead.
+func DecodeRequest(body []byte, v Request) (int, error) {
+	if len(body) > MaxRequest {
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("request larger than %d bytes: send only the request's fields", MaxRequest)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return http.StatusBadRequest, errors.New("bad request: empty body; send a JSON object ({} when there is nothing to say)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request larger than %d bytes", MaxRequest))
-		} else {
-			fail(w, http.StatusBadRequest, fmt.Errorf("bad request: %v", err))
-		}
+		return http.StatusBadRequest, fmt.Errorf("bad request: %v; send one JSON object of the route's fields", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return http.StatusBadRequest, errors.New("bad request: more after the JSON object; send exactly one")
+	}
+	if err := v.Check(); err != nil {
+		return http.StatusBadRequest, fmt.Errorf("bad request: %w", err)
+	}
+	return http.StatusOK, nil
+}
+
+// decode reads the request's body (already bounded to MaxRequest bytes by
+// ServeHTTP) and decodes it, or answers the refusal.
+func decode(w http.ResponseWriter, r *http.Request, v Request) bool {
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request larger than %d bytes: send only the request's fields", MaxRequest))
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		fail(w, http.StatusRequestTimeout, fmt.Errorf("request body not received within %s: send the whole request at once", readTimeout))
+		return false
+	case err != nil:
+		fail(w, http.StatusBadRequest, fmt.Errorf("bad request: reading the body: %v", err))
+		return false
+	}
+	if code, err := DecodeRequest(body, v); err != nil {
+		fail(w, code, err)
 		return false
 	}
 	return true
+}
+
+// checkText refuses a control character in a request's text: it would go
+// into the journal and onto operators' terminals as it is.
+func checkText(field, s string, most int) error {
+	if len(s) > most {
+		return fmt.Errorf("%s is %d bytes, more than %d", field, len(s), most)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) || unicode.Is(unicode.Cf, c) || c == 0x2028 || c == 0x2029 {
+			return fmt.Errorf("%s has a control character (%U): send it on one line, without escape sequences", field, c)
+		}
+	}
+	return nil
 }
 
 // statusCode maps an operation's error to an HTTP status.
@@ -262,6 +322,16 @@ type StartRequest struct {
 	ExpectFingerprint string `json:"expect_fingerprint"`
 }
 
+// Check accepts no fingerprint, or the plan's ("sha256:" and 64 hex
+// digits) or a prefix of its digits.
+func (r StartRequest) Check() error {
+	fp := trimAlg(r.ExpectFingerprint)
+	if r.ExpectFingerprint != "" && (fp == "" || len(fp) > 64 || strings.Trim(fp, "0123456789abcdef") != "") {
+		return fmt.Errorf("expect_fingerprint %.80q is not a plan fingerprint: send the one `upgrader plan` prints", r.ExpectFingerprint)
+	}
+	return nil
+}
+
 func (s *Server) start(w http.ResponseWriter, r *http.Request, p Peer) {
 	var req StartRequest
 	if !decode(w, r, &req) {
@@ -307,6 +377,29 @@ type ConfirmRequest struct {
 	Attestation map[string]string `json:"attestation"`
 }
 
+// Check needs the step, and plain one-line attestations.
+func (r ConfirmRequest) Check() error {
+	if r.Step == "" {
+		return errors.New("confirm needs the step of the gate")
+	}
+	if len(r.Attestation) > 64 {
+		return fmt.Errorf("%d attestation fields: a gate asks for a few", len(r.Attestation))
+	}
+	errs := []error{checkText("step", r.Step, 200)}
+	for k, v := range r.Attestation {
+		if k == "" {
+			errs = append(errs, errors.New("an attestation field has no name"))
+		}
+		errs = append(errs, checkText("attestation field name", k, 200), checkText("attestation "+k, v, 4096))
+	}
+	return errors.Join(errs...)
+}
+
+// retryRequest carries nothing: {}.
+type retryRequest struct{}
+
+func (retryRequest) Check() error { return nil }
+
 func (s *Server) confirm(w http.ResponseWriter, r *http.Request, p Peer) {
 	var req ConfirmRequest
 	if !decode(w, r, &req) {
@@ -320,7 +413,7 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request, p Peer) {
 }
 
 func (s *Server) retry(w http.ResponseWriter, r *http.Request, p Peer) {
-	var req struct{}
+	var req retryRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -335,6 +428,14 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, p Peer) {
 type SkipRequest struct {
 	Step   string `json:"step"`
 	Reason string `json:"reason"`
+}
+
+// Check needs the step and a one-line reason.
+func (r SkipRequest) Check() error {
+	if r.Step == "" || r.Reason == "" {
+		return errors.New("skip needs the step and a reason")
+	}
+	return errors.Join(checkText("step", r.Step, 200), checkText("reason", r.Reason, 4096))
 }
 
 func (s *Server) skip(w http.ResponseWriter, r *http.Request, p Peer) {
@@ -354,13 +455,17 @@ type AbortRequest struct {
 	Reason string `json:"reason"`
 }
 
+// Check needs a one-line reason.
+func (r AbortRequest) Check() error {
+	if r.Reason == "" {
+		return errors.New("abort needs a reason")
+	}
+	return checkText("reason", r.Reason, 4096)
+}
+
 func (s *Server) abort(w http.ResponseWriter, r *http.Request, p Peer) {
 	var req AbortRequest
 	if !decode(w, r, &req) {
-		return
-	}
-	if req.Reason == "" {
-		fail(w, http.StatusBadRequest, errors.New("abort needs a reason"))
 		return
 	}
 	if err := s.Backend.Supervisor().Abort(p.Actor(), req.Reason); err != nil {
@@ -379,7 +484,7 @@ func Listen(path string, group int) (net.Listener, error) {
 		return nil, err
 	}
 	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, fmt.Errorf("%s is not a directory (a symlink?): refusing to put the control socket there; remove it", dir)
 	} else if st.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("%s is writable by others (%v): refusing to put the control socket there", dir, st.Mode().Perm())
 	}
@@ -414,19 +519,28 @@ func Listen(path string, group int) (net.Listener, error) {
 		l.Close()
 		return nil, err
 	}
-	return l, nil
+	return deadlineListener{l}, nil
 }
+
+// The deadlines of a request: its headers, and the whole of it.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+)
 
 // HTTPServer wraps s with deadlines, and the peer's credentials in each
 // request's context.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if dc, ok := c.(*deadlineConn); ok {
+				ctx = context.WithValue(ctx, connKey{}, dc)
+			}
 			if p, err := peerOf(c); err == nil {
 				return context.WithValue(ctx, peerKey{}, p)
 			}
@@ -435,7 +549,69 @@ func (s *Server) HTTPServer() *http.Server {
 	}
 }
 
+type connKey struct{}
+
+// deadlineListener hands out deadlineConns.
+type deadlineListener struct{ net.Listener }
+
+func (l deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &deadlineConn{Conn: c}, nil
+}
+
+// deadlineConn answers a client whose request headers do not arrive
+// before the deadline with 408 and a message: net/http closes such a
+// connection without a word. A connection that is merely idle between
+// requests is closed silently, and a request whose handler runs is
+// answered by the handler.
+type deadlineConn struct {
+	net.Conn
+	mu      sync.Mutex
+	pending int  // bytes read since the last response began
+	handler bool // a handler has run since then
+}
+
+// headerTimeout is the answer to headers that came too slowly.
+var headerTimeout = func() string {
+	body, _ := json.Marshal(Error{Error: fmt.Sprintf("request headers not received within %s: send the whole request at once", readHeaderTimeout)})
+	return fmt.Sprintf("HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
+		len(body)+1, body)
+}()
+
+func (c *deadlineConn) handling() {
+	c.mu.Lock()
+	c.handler = true
+	c.mu.Unlock()
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	c.pending += n
+	unanswered := c.pending > 0 && !c.handler
+	if err != nil && unanswered && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.pending = 0 // once
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c.Conn, headerTimeout)
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.pending, c.handler = 0, false
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
 func peerOf(c net.Conn) (Peer, error) {
+	if dc, ok := c.(*deadlineConn); ok {
+		c = dc.Conn
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return Peer{}, errors.New("not a unix socket")

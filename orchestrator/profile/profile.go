@@ -140,11 +140,17 @@ type DB struct {
 // PCProducts are the names pc.products knows.
 var PCProducts = []string{"linux-es", "dialer", "database", "supervisor", "agent", "agent-api"}
 
+// MaxProfileSize bounds a profile file: a site profile is a few kB.
+const MaxProfileSize = 1 << 20
+
 // Decode reads a profile strictly: unknown keys and bad values are errors
 // that name the line. A relative Root is taken relative to baseDir, the
 // directory the profile file is in.
 func Decode(data []byte, baseDir string) (Profile, error) {
 	var p Profile
+	if len(data) > MaxProfileSize {
+		return p, fmt.Errorf("profile is %d bytes, more than the %d a site profile may have: is it the right file?", len(data), MaxProfileSize)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {
@@ -153,6 +159,11 @@ func Decode(data []byte, baseDir string) (Profile, error) {
 		}
 		return p, fmt.Errorf("profile: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	// A second document would be ignored: refused, not half read.
+	var doc, more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return p, fmt.Errorf("profile: line %d: a second YAML document (---) would be ignored; keep the whole profile in one", max(more.Line, 1))
+	}
 	if p.Root == "" {
 		p.Root = "/"
 	}
@@ -160,12 +171,19 @@ func Decode(data []byte, baseDir string) (Profile, error) {
 		p.Root = filepath.Join(baseDir, p.Root)
 	}
 	p.Root = filepath.Clean(p.Root)
-	return p, p.validate()
+	// The same bytes again, as a tree: where each key is, for messages.
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return p, fmt.Errorf("profile: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return p, p.validate(&doc)
 }
 
-func (p Profile) validate() error {
+// validate checks the decoded profile; doc is its YAML tree (or nil), for
+// the lines of the keys the new checks name.
+func (p Profile) validate(doc *yaml.Node) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("profile: "+format, a...)) }
+	errs = append(errs, p.checkCharacters(doc)...)
 	for _, f := range []struct{ name, path string }{
 		{"pom.home", p.POM.Home}, {"pom.version.file", p.POM.Version.File}, {"media.dir", p.Media.Dir},
 		{"db.backup_dir", p.DB.BackupDir}, {"db.password_file", p.DB.PasswordFile},
@@ -205,6 +223,9 @@ func (p Profile) validate() error {
 	if p.Media.ISO != "" && (strings.ContainsRune(p.Media.ISO, '/') || p.Media.ISO == ".." || p.Media.ISO == ".") {
 		bad("media.iso %q must be a file name inside media.dir", p.Media.ISO)
 	}
+	if p.Media.ISO != "" && p.Media.Dir == "" {
+		bad("media.iso %q needs media.dir, the folder it is in", p.Media.ISO)
+	}
 	if s := p.Media.SHA256; s != "" {
 		if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
 			bad("media.sha256 must be 64 hex digits")
@@ -213,6 +234,13 @@ func (p Profile) validate() error {
 	for i, m := range p.MPPs {
 		if m.Name == "" || m.Config == "" {
 			bad("mpps[%d] needs a name and a config path", i)
+		}
+	}
+	for _, f := range []struct{ name, path string }{
+		{"db.dump_command", p.DB.DumpCommand}, {"db.restore_command", p.DB.RestoreCommand}, {"db.psql_command", p.DB.PSQLCommand},
+	} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			bad("%s %q must be an absolute path (no PATH lookup)", f.name, f.path)
 		}
 	}
 	commands := [][]string{p.ServiceCommand, p.POM.Installer, p.Host.RebootCommand, p.PC.Backup, p.PC.Restore, p.DB.BackupCommand}
