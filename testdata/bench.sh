@@ -72,3 +72,43 @@ kill "$dpid"; wait "$dpid" 2>/dev/null || true
 rm -rf "$dwork"
 printf '\ndaemon idle: RSS %d.%d MB, CPU %d ticks (1/100 s) in 5 s (targets: under 20 MB, 0 ticks)\n' \
 	$((rss_kb / 1024)) $(((rss_kb % 1024) * 10 / 1024)) $((t1 - t0))
+
+# The support bundle: `upgrader bundle` of a synthetic POM host with about
+# 500 MB of logs (log4j lines, stack traces, rotated files) against
+# `tar czf` of the same log tree (gzip -6), in the same run, warm cache,
+# best of 3 each, on 2 CPUs (pinned when the machine has more). CPU time
+# (getrusage, with tar's gzip) is shown beside: on a busy machine the
+# bundle, which wants both CPUs, loses more wall time than tar, which wants one.
+bwork=$(mktemp -d "${TMPDIR}/upgrader-bench-bundle-XXXXXX")
+trap 'rm -rf "$out" "$media" "$bwork"' EXIT
+go build -o "$bwork/bundlebench" ./testdata/bundlebench
+"$bwork/bundlebench" tree "$bwork/host" 500
+logs=$bwork/host/root/opt/Avaya/avpom/POManager/logs
+cat "$logs"/* >/dev/null
+pin=()
+cpus=$(nproc)
+if [ "$cpus" -gt 2 ] && command -v taskset >/dev/null; then pin=(taskset -c 0,1); cpus="2 of $cpus"; fi
+# measure NAME ARGV...: best wall time of 3 runs into NAME_ms, its CPU time
+# into NAME_cpu, the largest peak RSS into NAME_rss (kB).
+measure() {
+	local name=$1 best=999999 cpu=0 rss=0 w c r
+	shift
+	for _ in 1 2 3; do
+		rm -rf "$bwork/out" "$bwork/tar.tar.gz"
+		read -r w c r < <("$bwork/bundlebench" run "${pin[@]}" "$@" 2>"$bwork/err" | sed 's/[a-z_]*=//g') || true
+		[ -n "$w" ] || { echo "bench: $* failed:" >&2; cat "$bwork/err" >&2; exit 1; }
+		if [ "$w" -lt "$best" ]; then best=$w cpu=$c; fi
+		[ "$r" -gt "$rss" ] && rss=$r
+	done
+	printf -v "${name}_ms" %s "$best"; printf -v "${name}_cpu" %s "$cpu"; printf -v "${name}_rss" %s "$rss"
+}
+measure tar tar czf "$bwork/tar.tar.gz" -C "$(dirname "$logs")" logs
+tar_bytes=$(stat -c %s "$bwork/tar.tar.gz")
+measure bundle "$bin" bundle --profile "$bwork/host/profile.yaml" --state-dir "$bwork/state" --out "$bwork/out"
+archive=$(ls "$bwork"/out/*.tar.gz)
+tar tzf "$archive" >/dev/null # plain tar reads it
+bundle_bytes=$(stat -c %s "$archive")
+awk -v b="$bundle_ms" -v t="$tar_ms" -v bc="$bundle_cpu" -v tc="$tar_cpu" -v bb="$bundle_bytes" -v tb="$tar_bytes" -v rss="$bundle_rss" -v cpus="$cpus" 'BEGIN {
+	printf "\nsupport bundle of 500 MB of POM logs (%s CPUs): upgrader bundle %.2f s, tar czf %.2f s: %.1fx faster (target 4x)\n", cpus, b / 1000, t / 1000, t / b
+	printf "  CPU time: bundle %.2f s, tar czf %.2f s; archive %.1f MB, tar czf %.1f MB: %+.1f%% (target at most +10%%)\n", bc / 1000, tc / 1000, bb / 1e6, tb / 1e6, (bb / tb - 1) * 100
+	printf "  bundle peak RSS %.1f MB (target under 100 MB)\n", rss / 1024 }'

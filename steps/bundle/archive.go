@@ -17,7 +17,10 @@ import (
 )
 
 // Compression settings, chosen by measuring make bench's 500 MB log tree
-// on 2 cores against tar czf (gzip -6): see README "Support bundle".
+// on 2 cores against tar czf (gzip -6): level 5 is the cheapest whose
+// archive stays within 10% of gzip -6's (+5.6%; levels 1 to 4 give +14% to
+// +18%, level 6 +3.0% for 12% more CPU). Larger blocks or more of them in
+// flight changed nothing measurable.
 const (
 	Level     = 5       // flate level of each block
 	BlockSize = 1 << 20 // bytes per block compressed in parallel
