@@ -153,3 +153,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return syncDir(dir)
 }
+
+// FileType names what a non-regular file is, for messages: "named pipe",
+// "symbolic link", "character device", …
+func FileType(m os.FileMode) string { return describeType(m) }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator/profile"
+	"upgrader/steps"
 )
 
 // Evidence is upgrader's own record, always in the archive under upgrader/.
@@ -336,7 +337,7 @@ func openRegular(path string) (*os.File, int64, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, 0, fmt.Errorf("open: not a regular file any more (%s)", typeName(st.Mode().Type()))
+		return nil, 0, fmt.Errorf("open: not a regular file any more (%s)", steps.FileType(st.Mode().Type()))
 	}
 	return f, st.Size(), nil
 }

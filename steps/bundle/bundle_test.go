@@ -330,7 +330,7 @@ func TestBundleUnreadableFiles(t *testing.T) {
 		t.Errorf("entries %v, want %v", u.names, want)
 	}
 	m := u.files[ManifestName]
-	for _, s := range []string{"SKIPPED /opt/pom/logs/AgtMgr.log: open: permission denied", "SKIPPED /opt/pom/logs/CmpDir.pipe: not a regular file (a FIFO)"} {
+	for _, s := range []string{"SKIPPED /opt/pom/logs/AgtMgr.log: open: permission denied", "SKIPPED /opt/pom/logs/CmpDir.pipe: not a regular file (named pipe)"} {
 		if !strings.Contains(m, s) {
 			t.Errorf("MANIFEST lacks %q:\n%s", s, m)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"upgrader/orchestrator/profile"
+	"upgrader/steps"
 )
 
 // Processes are the POM processes getpomlogs.sh offers, in its order.
@@ -178,8 +179,12 @@ func walk(sources []Source, sel Selection, top string, secrets []string, unroot 
 	seen := map[string]bool{}
 	for _, src := range sources {
 		dir, err := filepath.EvalSymlinks(src.Dir)
-		if err != nil {
-			f.notes = append(f.notes, fmt.Sprintf("%s: no logs (%s)", unroot(src.Dir), reason(err)))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			f.notes = append(f.notes, fmt.Sprintf("%s/: no %s on this host", src.Name, unroot(src.Dir)))
+			continue
+		case err != nil:
+			f.skipped = append(f.skipped, Skip{unroot(src.Dir), reason(err)})
 			continue
 		}
 		if seen[dir] {
@@ -199,7 +204,7 @@ func walk(sources []Source, sel Selection, top string, secrets []string, unroot 
 				f.skipped = append(f.skipped, Skip{unroot(path), symlinkReason(dir, path, unroot)})
 				return nil
 			case !d.Type().IsRegular():
-				f.skipped = append(f.skipped, Skip{unroot(path), "not a regular file (" + typeName(d.Type()) + ")"})
+				f.skipped = append(f.skipped, Skip{unroot(path), "not a regular file (" + steps.FileType(d.Type()) + ")"})
 				return nil
 			case secretFile(path, secrets):
 				f.skipped = append(f.skipped, Skip{unroot(path), "a password file: never collected"})
@@ -240,18 +245,6 @@ func symlinkReason(dir, path string, unroot func(string) string) string {
 		return "symlink to " + unroot(target) + ", inside the log directory: collected as itself"
 	}
 	return "symlink to " + unroot(target) + ", outside the log directory: not followed"
-}
-
-func typeName(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return m.Type().String()
 }
 
 // reason is an error without the path the listing already shows.
