@@ -201,8 +201,31 @@ func (m mppFile) apply(values map[string]string) error {
 		return err
 	case !st.Mode.IsRegular():
 		return fmt.Errorf("%s is not a regular file: refusing to edit %s without a copy of its original", orig, m.path)
+	default:
+		// A copy from an earlier attempt: the file must still be what
+		// was copied, or the copy is not its original any more.
+		saved, err := m.files.ReadFile(orig, MaxMPPConfigSize)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(saved, data) {
+			return m.replaced(orig)
+		}
+	}
+	// The file must not have changed while the copy was made: the edit
+	// would otherwise replace a file nobody has a copy of.
+	if now, err := m.files.ReadFile(m.path, MaxMPPConfigSize); err != nil {
+		return err
+	} else if !bytes.Equal(now, data) {
+		return m.replaced(orig)
 	}
 	return m.files.WriteFileAtomic(m.path, out, mode)
+}
+
+// replaced is the refusal to edit a file that changed after its original
+// was copied.
+func (m mppFile) replaced(orig string) error {
+	return fmt.Errorf("%s changed after upgrader copied its original to %s: not editing it; compare the two, move %s aside if the current file is the one to keep, then resume", m.path, orig, orig)
 }
 
 func (m mppFile) verify(values map[string]string) (orchestrator.Outputs, error) {

@@ -676,6 +676,8 @@ func TestMPPConfigStepConverges(t *testing.T) {
 type mppMemFiles struct {
 	files map[string]mppMemFile
 	fail  map[string]error // "write path" → the error WriteFileAtomic returns
+	// after, if set, runs after each write: another hand at work.
+	after func(m *mppMemFiles, path string)
 	calls []string
 }
 
@@ -713,6 +715,9 @@ func (m *mppMemFiles) WriteFileAtomic(path string, data []byte, mode fs.FileMode
 		mode = f.mode
 	}
 	m.files[path] = mppMemFile{bytes.Clone(data), mode}
+	if m.after != nil {
+		m.after(m, path)
+	}
 	return nil
 }
 
@@ -737,12 +742,12 @@ func TestMPPFileThroughMPPFiles(t *testing.T) {
 	}{
 		{name: "the copy is written before the file",
 			files:     map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}},
-			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "write " + orig, "write " + cfg},
+			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "write " + orig, "read " + cfg, "write " + cfg},
 			wantFile:  edited, wantCopy: []byte(simMPPXML)},
-		{name: "an existing copy is kept",
-			files:     map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}, orig: {[]byte("older"), 0o640}},
-			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "write " + cfg},
-			wantFile:  edited, wantCopy: []byte("older")},
+		{name: "an existing copy of the file is kept",
+			files:     map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}, orig: {[]byte(simMPPXML), 0o640}},
+			wantCalls: []string{"stat " + cfg, "read " + cfg, "stat " + orig, "read " + orig, "read " + cfg, "write " + cfg},
+			wantFile:  edited, wantCopy: []byte(simMPPXML)},
 		{name: "no copy, no edit",
 			files: map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}},
 			fail:  map[string]error{"write " + orig: errors.New("disk full")}, wantErr: "back up " + cfg + ": disk full",
@@ -938,5 +943,56 @@ func TestMPPConfigDepthLimit(t *testing.T) {
 	}
 	if _, _, err := SetMPPParams([]byte(chain(MaxMPPConfigDepth+1)), bothParams()); err == nil || !strings.Contains(err.Error(), "more than 64 levels deep") {
 		t.Fatalf("%d levels: %v", MaxMPPConfigDepth+1, err)
+	}
+}
+
+// Torn artifacts: mppconfig.xml replaced after its original was copied,
+// while the step runs or between a crashed attempt and the next, is never
+// edited: the copy would not be its original. Each is refused before the
+// point of no return (the MPP steps come before the installer), and the
+// replacement keeps its bytes.
+func TestMPPConfigReplacedBetweenCopyAndEdit(t *testing.T) {
+	const cfg = "/mpp/config/mppconfig.xml"
+	const orig = cfg + OriginalSuffix
+	replacement := []byte(strings.Replace(simMPPXML, "<!--", "<!-- redeployed by EPM", 1))
+	if bytes.Equal(replacement, []byte(simMPPXML)) {
+		t.Fatal("the replacement is the same file")
+	}
+	cases := []struct {
+		name  string
+		files map[string]mppMemFile
+		after func(m *mppMemFiles, path string)
+	}{
+		{"replaced while the copy was written", map[string]mppMemFile{cfg: {[]byte(simMPPXML), 0o640}},
+			func(m *mppMemFiles, path string) {
+				if path == orig {
+					m.files[cfg] = mppMemFile{replacement, 0o640}
+				}
+			}},
+		{"replaced after a crashed attempt left the copy", map[string]mppMemFile{
+			cfg: {replacement, 0o640}, orig: {[]byte(simMPPXML), 0o640}}, nil},
+		{"a copy from another time beside the file", map[string]mppMemFile{
+			cfg: {[]byte(simMPPXML), 0o640}, orig: {[]byte("<older/>"), 0o640}}, nil},
+	}
+	caught := 0
+	t.Cleanup(func() {
+		fmt.Printf("torn artifacts (mppconfig.xml): %d tried, %d caught before the edit\n", len(cases), caught)
+	})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &mppMemFiles{files: tc.files, after: tc.after}
+			before := m.files[cfg].data
+			err := mppFile{files: m, path: cfg}.apply(bothParams())
+			if err == nil || !strings.Contains(err.Error(), "changed after upgrader copied its original") || !strings.Contains(err.Error(), "then resume") {
+				t.Fatalf("apply = %v, want a refusal saying what to do", err)
+			}
+			if tc.after == nil && !bytes.Equal(m.files[cfg].data, before) || tc.after != nil && !bytes.Equal(m.files[cfg].data, replacement) {
+				t.Errorf("the replaced file was written: %q", m.files[cfg].data)
+			}
+			if slices.Contains(m.calls, "write "+cfg) {
+				t.Errorf("the file was edited: %q", m.calls)
+			}
+			caught++
+		})
 	}
 }
