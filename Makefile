@@ -52,9 +52,19 @@ bench: build
 faults: deps build
 	@testdata/faults.sh
 
+# Every fuzz target for a bounded time (FUZZTIME each); seed corpora are
+# checked in under each package's testdata/fuzz.
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test ./orchestrator/ -run '^$$' -fuzz FuzzParseVersion -fuzztime 30s
-	$(GO) test ./steps/ -run '^$$' -fuzz FuzzSetMPPParams -fuzztime 30s
+	$(GO) test ./orchestrator/ -run '^$$' -fuzz '^FuzzParseVersion$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./orchestrator/profile/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./orchestrator/api/ -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./orchestrator/api/ -run '^$$' -fuzz '^FuzzServeHTTP$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./steps/ -run '^$$' -fuzz '^FuzzSetMPPParams$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./steps/ -run '^$$' -fuzz '^FuzzArchiveEntryName$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./steps/ -run '^$$' -fuzz '^FuzzHelpArchive$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./steps/ -run '^$$' -fuzz '^FuzzCheckBackupTar$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./steps/bundle/ -run '^$$' -fuzz '^FuzzParseLogTime$$' -fuzztime $(FUZZTIME)
 
 # The site's own $(CONFDIR)/site.yaml is never installed, so never
 # overwritten: only the examples beside it are.

@@ -24,7 +24,7 @@ run() { # title, go test arguments...
 
 run "corrupt state" ./state/ -run 'TestCorruptStateDetectedAtOpen|TestSnapshotAfterEachCompletedStep|TestOpenSchema|TestOpenDamagedFile'
 run "lifecycle model" ./orchestrator/ -run 'TestLifecycleModel'
-run "hostile input" ./steps/... ./orchestrator/... -run 'Hostile|Refuses|Limits'
+run "hostile input" ./steps/... ./orchestrator/... -run 'Hostile|Refuses|Limits|MPPConfigReplaced'
 run "crashes, torn artifacts, secrets" ./cmd/upgrader/ -run 'TestFaultPointsEveryProcedure|TestFaultDoubleCrash|TestCrashResumeEveryPoint|TestTornArtifacts|TestRestoreStateAfterDamage|TestSecretsCanary|TestDaemon'
 
 # Fuzzing: every target for a bounded time.
