@@ -76,9 +76,10 @@ printf '\ndaemon idle: RSS %d.%d MB, CPU %d ticks (1/100 s) in 5 s (targets: und
 # The support bundle: `upgrader bundle` of a synthetic POM host with about
 # 500 MB of logs (log4j lines, stack traces, rotated files) against
 # `tar czf` of the same log tree (gzip -6), in the same run, warm cache,
-# best of 3 each, on 2 CPUs (pinned when the machine has more). CPU time
-# (getrusage, with tar's gzip) is shown beside: on a busy machine the
-# bundle, which wants both CPUs, loses more wall time than tar, which wants one.
+# best of 3 each, taking turns, on 2 CPUs (pinned when the machine has
+# more). CPU time (getrusage, with tar's gzip) is shown beside: on a busy
+# machine the bundle, which wants both CPUs, loses more wall time than tar,
+# which wants one.
 bwork=$(mktemp -d "${TMPDIR}/upgrader-bench-bundle-XXXXXX")
 trap 'rm -rf "$out" "$media" "$bwork"' EXIT
 go build -o "$bwork/bundlebench" ./testdata/bundlebench
@@ -88,23 +89,25 @@ cat "$logs"/* >/dev/null
 pin=()
 cpus=$(nproc)
 if [ "$cpus" -gt 2 ] && command -v taskset >/dev/null; then pin=(taskset -c 0,1); cpus="2 of $cpus"; fi
-# measure NAME ARGV...: best wall time of 3 runs into NAME_ms, its CPU time
-# into NAME_cpu, the largest peak RSS into NAME_rss (kB).
-measure() {
-	local name=$1 best=999999 cpu=0 rss=0 w c r
+# once NAME ARGV...: runs ARGV and keeps, for NAME, the best wall time
+# (NAME_ms) with its CPU time (NAME_cpu) and the largest peak RSS (NAME_rss,
+# kB). tar and the bundle take turns, so that both meet the same load.
+tar_ms=999999 bundle_ms=999999 tar_rss=0 bundle_rss=0
+once() {
+	local name=$1 w c r best rss
 	shift
-	for _ in 1 2 3; do
-		rm -rf "$bwork/out" "$bwork/tar.tar.gz"
-		read -r w c r < <("$bwork/bundlebench" run "${pin[@]}" "$@" 2>"$bwork/err" | sed 's/[a-z_]*=//g') || true
-		[ -n "$w" ] || { echo "bench: $* failed:" >&2; cat "$bwork/err" >&2; exit 1; }
-		if [ "$w" -lt "$best" ]; then best=$w cpu=$c; fi
-		[ "$r" -gt "$rss" ] && rss=$r
-	done
-	printf -v "${name}_ms" %s "$best"; printf -v "${name}_cpu" %s "$cpu"; printf -v "${name}_rss" %s "$rss"
+	rm -rf "$bwork/out" "$bwork/tar.tar.gz"
+	read -r w c r < <("$bwork/bundlebench" run "${pin[@]}" "$@" 2>"$bwork/err" | sed 's/[a-z_]*=//g') || true
+	[ -n "$w" ] || { echo "bench: $* failed:" >&2; cat "$bwork/err" >&2; exit 1; }
+	best=${name}_ms rss=${name}_rss
+	if [ "$w" -lt "${!best}" ]; then printf -v "${name}_ms" %s "$w"; printf -v "${name}_cpu" %s "$c"; fi
+	if [ "$r" -gt "${!rss}" ]; then printf -v "${name}_rss" %s "$r"; fi
 }
-measure tar tar czf "$bwork/tar.tar.gz" -C "$(dirname "$logs")" logs
-tar_bytes=$(stat -c %s "$bwork/tar.tar.gz")
-measure bundle "$bin" bundle --profile "$bwork/host/profile.yaml" --state-dir "$bwork/state" --out "$bwork/out"
+for _ in 1 2 3; do
+	once tar tar czf "$bwork/tar.tar.gz" -C "$(dirname "$logs")" logs
+	tar_bytes=$(stat -c %s "$bwork/tar.tar.gz")
+	once bundle "$bin" bundle --profile "$bwork/host/profile.yaml" --state-dir "$bwork/state" --out "$bwork/out"
+done
 archive=$(ls "$bwork"/out/*.tar.gz)
 tar tzf "$archive" >/dev/null # plain tar reads it
 bundle_bytes=$(stat -c %s "$archive")
