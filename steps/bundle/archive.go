@@ -52,14 +52,14 @@ func (c *counter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func createArchive(final string, level, blockSize int) (*archive, error) {
+func createArchive(final string) (*archive, error) {
 	f, err := os.CreateTemp(filepath.Dir(final), "."+filepath.Base(final)+".tmp-*")
 	if err != nil {
 		return nil, err
 	}
 	a := &archive{f: f, final: final, out: &counter{w: f, h: sha256.New()}, buf: make([]byte, 256<<10)}
-	if a.gz, err = pgzip.NewWriterLevel(a.out, level); err == nil {
-		err = a.gz.SetConcurrency(blockSize, Blocks)
+	if a.gz, err = pgzip.NewWriterLevel(a.out, Level); err == nil {
+		err = a.gz.SetConcurrency(BlockSize, Blocks)
 	}
 	if err != nil {
 		a.abort()

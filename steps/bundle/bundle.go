@@ -50,8 +50,6 @@ type Options struct {
 	Version   string
 	// Failpoint, when set (crash tests), is called at named points.
 	Failpoint func(point string)
-	// Level and BlockSize tune the compression (default Level, BlockSize).
-	Level, BlockSize int
 }
 
 // Result is the archive written.
@@ -123,18 +121,11 @@ func (c *Collection) Write(ctx context.Context, progress func(done, total int64)
 	if o.Name == "" {
 		o.Name = DefaultName(o.Profile.Site, o.Now)
 	}
-	level, block := o.Level, o.BlockSize
-	if level == 0 {
-		level = Level
-	}
-	if block == 0 {
-		block = BlockSize
-	}
-	a, err := createArchive(filepath.Join(o.Dir, o.Name), level, block)
+	a, err := createArchive(filepath.Join(o.Dir, o.Name))
 	if err != nil {
 		return Result{}, err
 	}
-	w := &writer{ctx: ctx, a: a, c: c, progress: progress}
+	w := &writer{ctx: ctx, a: a, c: c, progress: progress, entries: []Entry{}, skipped: []Skip{}, notes: []string{}}
 	if err := w.all(); err != nil {
 		a.abort()
 		return Result{}, err
