@@ -13,9 +13,18 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// MaxRebootAttempts is how many times a reboot step is taken up again
-// after the host comes back before the engine stops and asks the operator.
+// MaxRebootAttempts is how many reboots a reboot step asks for without
+// the host proving it restarted before the engine stops and asks the
+// operator. Only reboots asked for count: a crash before the request is
+// not the host coming back.
 const MaxRebootAttempts = 3
+
+// Keys of a reboot step's saved values: the reboots it asked for, and how
+// many of them came before the operator's last retry.
+const (
+	savedReboots        = "reboots_requested"
+	savedRebootsAtRetry = "reboots_at_retry"
+)
 
 // Notice tells a watcher what the engine is doing; it is for display only.
 type Notice struct {
@@ -195,7 +204,7 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 				if rec.Saved == nil {
 					rec.Saved = map[string]string{}
 				}
-				rec.Saved["attempts_at_retry"] = fmt.Sprint(rec.Attempts)
+				rec.Saved[savedRebootsAtRetry] = rec.Saved[savedReboots]
 				changed = append(changed, rec)
 			}
 			err = e.transition(&run, recs, EventRetry, opts.Actor, "retry "+out.Step, changed...)
@@ -278,13 +287,6 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	spec := run.Plan.Steps[i]
 	rec := recs[i]
 	resumed := rec.Status == StepStarted
-	if spec.Kind == KindReboot && resumed {
-		base, _ := strconv.Atoi(rec.Saved["attempts_at_retry"])
-		if rec.Attempts-base >= MaxRebootAttempts {
-			return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "reboot",
-				Err: fmt.Errorf("the host came back %d times without the reboot being proved (a reboot loop?): check the host and its boot id, then retry", rec.Attempts-base)})
-		}
-	}
 	artifacts := artifactsBefore(recs, i)
 
 	for _, name := range spec.Requires {
@@ -357,10 +359,26 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 		return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
 	}
 	if !inPlace {
+		if spec.Kind == KindReboot {
+			asked, _ := strconv.Atoi(rec.Saved[savedReboots])
+			base, _ := strconv.Atoi(rec.Saved[savedRebootsAtRetry])
+			if asked-base >= MaxRebootAttempts {
+				return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "reboot",
+					Err: fmt.Errorf("the host came back %d times without the reboot being proved (a reboot loop?): check the host and its boot id, then retry", asked-base)})
+			}
+		}
 		err := impl.Apply(stepCtx, sc)
 		if errors.Is(err, ErrRebootRequested) {
 			// The step stays started; after the host is back it is probed.
-			return e.transition(run, recs, EventReboot, engineActor, spec.ID+": reboot requested, waiting for the host to come back")
+			// The request is counted in the same commit.
+			rec = recs[i]
+			rec.Saved = maps.Clone(rec.Saved)
+			if rec.Saved == nil {
+				rec.Saved = map[string]string{}
+			}
+			asked, _ := strconv.Atoi(rec.Saved[savedReboots])
+			rec.Saved[savedReboots] = strconv.Itoa(asked + 1)
+			return e.transition(run, recs, EventReboot, engineActor, spec.ID+": reboot requested, waiting for the host to come back", rec)
 		}
 		if err != nil {
 			return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})

@@ -1087,3 +1087,56 @@ func TestEngineCancelLetsIrreversibleStepFinish(t *testing.T) {
 		t.Errorf("run %s, want running (resumable)", run.State)
 	}
 }
+
+// The reboot-loop guard counts the reboots a step asked for, not its
+// attempts: crashes before the request do not use it up (the fault sweep
+// found a run that rebooted once, after two crashes, and was failed as a
+// loop), while a host that never proves the reboot stops the run after
+// MaxRebootAttempts requests, until the operator retries.
+func TestEngineRebootLoopGuard(t *testing.T) {
+	rebootStep := func(s *orchestrator.StepSpec) { s.Kind = orchestrator.KindReboot }
+	t.Run("crashes before the request do not count", func(t *testing.T) {
+		h := newHarness(t)
+		h.create(t, newPlan(step("r", rebootStep), step("after")))
+		proved := false
+		h.steps.probe["r"] = func() (bool, error) { return proved, nil }
+		h.steps.apply["r"] = func(context.Context) error { return orchestrator.ErrRebootRequested }
+		for range 2 {
+			h.crashAt = "after-intent r"
+			h.execCrash(t)
+			h.restart(t)
+		}
+		if out := h.exec(t, orchestrator.ExecOptions{Actor: "tester"}); out.State != orchestrator.StateRebooting {
+			t.Fatalf("state %s, want rebooting", out.State)
+		}
+		proved = true // the host came back under a new boot id
+		h.steps.applied["r"] = true
+		h.restart(t)
+		if out := h.exec(t, orchestrator.ExecOptions{Actor: "tester"}); out.State != orchestrator.StateCompleted {
+			t.Fatalf("state %s after the proved reboot (attempts %d), want completed: %s", out.State, h.rec(t, "r").Attempts, h.rec(t, "r").Error)
+		}
+	})
+	t.Run("a reboot never proved stops the run", func(t *testing.T) {
+		h := newHarness(t)
+		h.create(t, newPlan(step("r", rebootStep), step("after")))
+		h.steps.probe["r"] = func() (bool, error) { return false, nil }
+		h.steps.apply["r"] = func(context.Context) error { return orchestrator.ErrRebootRequested }
+		for n := range orchestrator.MaxRebootAttempts {
+			if out := h.exec(t, orchestrator.ExecOptions{Actor: "tester"}); out.State != orchestrator.StateRebooting {
+				t.Fatalf("request %d: state %s, want rebooting", n+1, out.State)
+			}
+			h.restart(t)
+		}
+		out := h.exec(t, orchestrator.ExecOptions{Actor: "tester"})
+		if out.State != orchestrator.StateFailed || !strings.Contains(h.rec(t, "r").Error, "came back 3 times") {
+			t.Fatalf("after %d unproved reboots: state %s, error %q", orchestrator.MaxRebootAttempts, out.State, h.rec(t, "r").Error)
+		}
+		if n := len(slices.DeleteFunc(h.steps.callsFor("r"), func(c string) bool { return c != "apply" })); n != orchestrator.MaxRebootAttempts {
+			t.Errorf("%d reboots asked for, want %d", n, orchestrator.MaxRebootAttempts)
+		}
+		// The operator's retry asks for the reboot again.
+		if out := h.exec(t, orchestrator.ExecOptions{Actor: "tester", Retry: true}); out.State != orchestrator.StateRebooting {
+			t.Fatalf("retry: state %s, want rebooting", out.State)
+		}
+	})
+}

@@ -380,8 +380,8 @@ func TestEngineRebootStep(t *testing.T) {
 		run, _ := h.load(t)
 		r := h.rec(t, "restart")
 		if run.State != orchestrator.StateRebooting || r.Status != orchestrator.StepStarted || r.Attempts != 1 ||
-			!maps.Equal(r.Saved, map[string]string{"boot_id": "A"}) {
-			t.Fatalf("stored %s, restart %+v; want rebooting, restart started once with boot_id A saved", run.State, r)
+			!maps.Equal(r.Saved, map[string]string{"boot_id": "A", "reboots_requested": "1"}) {
+			t.Fatalf("stored %s, restart %+v; want rebooting, restart started once with boot_id A saved and one reboot asked for", run.State, r)
 		}
 	}
 	check(t)
