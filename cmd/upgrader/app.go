@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"go.yaml.in/yaml/v3"
 	"io"
 	"os"
 	"os/user"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/term"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
@@ -189,9 +190,6 @@ func newRunID() string {
 // isTerminal reports whether f is an interactive terminal.
 func isTerminal(v any) bool {
 	f, ok := v.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	// A character device is not enough: /dev/null is one.
+	return ok && term.IsTerminal(int(f.Fd()))
 }

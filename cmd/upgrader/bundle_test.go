@@ -24,10 +24,6 @@ import (
 	"upgrader/steps/bundle"
 )
 
-// bundleCanary is the database password in the simulated host's pgpass
-// file: no bundle may hold it.
-const bundleCanary = "canary-S3cr3t-7f1e"
-
 // terminal is the real upgrader in a pseudo-terminal, driven as a person
 // would: read the prompt, type the answer.
 type terminal struct {
@@ -150,9 +146,7 @@ func checkExtracted(t *testing.T, archive, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(raw, []byte(bundleCanary)) {
-		t.Fatalf("the database password is in %s", archive)
-	}
+	canaryCheck(t, "bundle", archive, raw)
 	listed := map[string]bool{bundle.ManifestName: true}
 	for _, line := range strings.Split(readFile(t, filepath.Join(dir, bundle.ManifestName)), "\n") {
 		fl := strings.Fields(line)
