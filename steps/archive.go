@@ -44,9 +44,6 @@ func archiveEntryName(raw string) (string, string) {
 	if strings.HasPrefix(raw, "/") {
 		return "", "is an absolute path: it would land outside the folder it is unpacked into"
 	}
-	if len(raw) >= 2 && raw[1] == ':' && (raw[0]|0x20 >= 'a' && raw[0]|0x20 <= 'z') {
-		return "", "starts with a drive letter"
-	}
 	trimmed := strings.TrimSuffix(raw, "/")
 	for _, part := range strings.Split(trimmed, "/") {
 		if part == ".." {
@@ -56,7 +53,14 @@ func archiveEntryName(raw string) (string, string) {
 			return "", "has a path component longer than 255 bytes"
 		}
 	}
-	return path.Clean(trimmed), ""
+	// The drive letter is looked for after cleaning too: "./C:" is "C:".
+	clean := path.Clean(trimmed)
+	for _, name := range []string{raw, clean} {
+		if len(name) >= 2 && name[1] == ':' && (name[0]|0x20 >= 'a' && name[0]|0x20 <= 'z') {
+			return "", "starts with a drive letter"
+		}
+	}
+	return clean, ""
 }
 
 // entryLabel quotes an entry's name for a message, cut short when it is
