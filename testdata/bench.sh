@@ -15,7 +15,7 @@ awk '
 	END {
 		if (!step || !floor) { print "bench: missing results" > "/dev/stderr"; exit 1 }
 		printf "\nengine: %.0f µs per step; fsync floor (200 B + fdatasync): %.0f µs; ratio %.1fx\n", step/1000, floor/1000, step/floor
-		printf "(each step commits twice, intent and result, at two fsyncs per bbolt commit, then snapshots the state: file and directory fsynced: 6x is the floor for this design)\n"
+		printf "(each step commits twice, intent and result, at two fsyncs per bbolt commit, then copies the state to its snapshot, one more fsync: 5x is the floor for this design)\n"
 	}' "$out"
 
 # The whole process of `upgrader plan` for the bundled POM host, beside
