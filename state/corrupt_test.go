@@ -137,7 +137,7 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 		flips = 4000
 	}
 	page := os.Getpagesize()
-	var tried, detected, harmless int
+	var tried, detected, harmless, wrong int
 	counts := map[string]int{}
 	check := func(kind string, content []byte) {
 		t.Helper()
@@ -155,15 +155,16 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 		default:
 			got, ok := logicalDump(filepath.Join(dir, FileName))
 			if !ok || got != want {
-				t.Errorf("%s: Open accepted a file that says something else (seed %d)", kind, seed)
+				wrong++
+				t.Errorf("%s: Open accepted a file that says something else (seed %d):\n%s", kind, seed, dumpDiff(want, got))
 				return
 			}
 			harmless++
 		}
 	}
 	t.Cleanup(func() {
-		fmt.Printf("corrupt state: %d damaged files (%d zero-length, %d truncated, %d meta-page flips, %d data-page flips, %d newer schema; seed %d), %d refused at open, %d flips in unused bytes read back unchanged, 0 opened wrongly\n",
-			tried, counts["zero-length"], counts["truncated"], counts["meta flip"], counts["data flip"], counts["schema"], seed, detected, harmless)
+		fmt.Printf("corrupt state: %d damaged files (%d zero-length, %d truncated, %d meta-page flips, %d data-page flips, %d newer schema; seed %d), %d refused at open, %d flips in unused bytes read back unchanged, %d opened wrongly\n",
+			tried, counts["zero-length"], counts["truncated"], counts["meta flip"], counts["data flip"], counts["schema"], seed, detected, harmless, wrong)
 	})
 
 	check("zero-length", nil)
@@ -285,4 +286,23 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	if !bytes.Equal(readFile(t, path), damaged) {
 		t.Error("a refused restore changed the state file")
 	}
+}
+
+// dumpDiff shows the lines of two dumps that differ.
+func dumpDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var out []string
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			out = append(out, "- "+a, "+ "+b)
+		}
+	}
+	return strings.Join(out[:min(len(out), 6)], "\n")
 }

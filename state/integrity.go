@@ -90,7 +90,7 @@ func checkMetaPages(path string) error {
 	if _, err := io.ReadFull(f, buf); err != nil {
 		return fmt.Errorf("%w: %s is %d bytes, too short for a state file", ErrCorrupt, path, st.Size())
 	}
-	var highWater uint64
+	var highWater, txid, root, freelist uint64
 	for i := range 2 {
 		m := buf[int64(i)*pageSize+pageHeader:]
 		le := binary.LittleEndian
@@ -107,9 +107,165 @@ func checkMetaPages(path string) error {
 			return fmt.Errorf("%w: %s: meta page %d says pages are %d bytes, not %d", ErrCorrupt, path, i, size, pageSize)
 		}
 		highWater = max(highWater, pgid)
+		r, fl, tx := le.Uint64(m[16:]), le.Uint64(m[32:]), le.Uint64(m[48:])
+		if r >= pgid || fl >= pgid && fl != ^uint64(0) {
+			return fmt.Errorf("%w: %s: meta page %d points past the end of its pages", ErrCorrupt, path, i)
+		}
+		if i == 0 || tx > txid {
+			txid, root, freelist = tx, r, fl
+		}
 	}
 	if need := int64(highWater) * pageSize; st.Size() < need {
 		return fmt.Errorf("%w: %s is %d bytes, its pages need %d: the file was cut short", ErrCorrupt, path, st.Size(), need)
+	}
+	data := make([]byte, highWater*uint64(pageSize))
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	if err := checkPages(data, int(pageSize), root, freelist); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	return nil
+}
+
+// bbolt page and element layout (go.etcd.io/bbolt/internal/common).
+const (
+	pageBranch   = 0x01
+	pageLeaf     = 0x02
+	pageFreelist = 0x10
+	elemSize     = 16 // a leaf element (flags, pos, ksize, vsize) or a branch one (pos, ksize, pgid)
+	leafBucket   = 0x01
+)
+
+// checkPages proves, on the file's bytes, that the tree of the current
+// meta page (root) is one bbolt can walk without leaving the file: every
+// page it reaches carries its own number and a tree type, is reached once
+// (no cycle), and holds its elements' keys and values; every page a branch
+// or bucket points to exists; the freelist fits its page. bbolt trusts all
+// of these and, given a damaged one, reads outside its memory map or
+// recurses forever, which kills the process: in its page check too, which
+// runs on a goroutine of its own where no fault becomes an error.
+func checkPages(data []byte, pageSize int, root, freelist uint64) error {
+	w := pageWalk{data: data, size: uint64(pageSize), pages: uint64(len(data) / pageSize), seen: map[uint64]bool{}}
+	if freelist != ^uint64(0) {
+		p, err := w.page(freelist, pageFreelist)
+		if err != nil {
+			return err
+		}
+		if err := w.elements(p, pageFreelist, 0); err != nil {
+			return fmt.Errorf("freelist page %d: %v", freelist, err)
+		}
+	}
+	return w.tree(root, 0)
+}
+
+type pageWalk struct {
+	data        []byte
+	size, pages uint64
+	seen        map[uint64]bool
+}
+
+// page returns page id and its overflow pages, checking it is one of want.
+func (w *pageWalk) page(id uint64, want uint16) ([]byte, error) {
+	le := binary.LittleEndian
+	if id < 2 || id >= w.pages {
+		return nil, fmt.Errorf("page %d is outside the file", id)
+	}
+	if w.seen[id] {
+		return nil, fmt.Errorf("page %d is reached twice", id)
+	}
+	w.seen[id] = true
+	p := w.data[id*w.size:]
+	if got := le.Uint64(p); got != id {
+		return nil, fmt.Errorf("page %d calls itself %d", id, got)
+	}
+	if le.Uint16(p[8:])&want == 0 {
+		return nil, fmt.Errorf("page %d has type %#x", id, le.Uint16(p[8:]))
+	}
+	overflow := uint64(le.Uint32(p[12:]))
+	if id+1+overflow > w.pages {
+		return nil, fmt.Errorf("page %d runs past the end of the file", id)
+	}
+	return p[:(1+overflow)*w.size], nil
+}
+
+// tree walks the branch or leaf page id and everything below it.
+func (w *pageWalk) tree(id uint64, depth int) error {
+	if depth > 64 {
+		return errors.New("the page tree is deeper than 64 levels")
+	}
+	p, err := w.page(id, pageBranch|pageLeaf)
+	if err != nil {
+		return err
+	}
+	if err := w.elements(p, binary.LittleEndian.Uint16(p[8:]), depth); err != nil {
+		return fmt.Errorf("page %d: %v", id, err)
+	}
+	return nil
+}
+
+// elements checks a page's elements (or those of a bucket's inline page,
+// inside its parent's value) and walks what they point to.
+func (w *pageWalk) elements(p []byte, flags uint16, depth int) error {
+	le := binary.LittleEndian
+	count := int(le.Uint16(p[10:]))
+	if flags&pageFreelist != 0 {
+		n, start := uint64(count), uint64(pageHeader)
+		if count == 0xFFFF {
+			if len(p) < pageHeader+8 {
+				return errors.New("freelist count outside its page")
+			}
+			n, start = le.Uint64(p[pageHeader:]), pageHeader+8
+		}
+		if n > uint64(len(p)) || start+8*n > uint64(len(p)) {
+			return errors.New("freelist longer than its page")
+		}
+		return nil
+	}
+	if pageHeader+count*elemSize > len(p) {
+		return errors.New("more elements than the page holds")
+	}
+	for e := range count {
+		at := pageHeader + e*elemSize
+		el := p[at:]
+		var pos, ksize, vsize uint64
+		if flags&pageBranch != 0 {
+			pos, ksize = uint64(le.Uint32(el)), uint64(le.Uint32(el[4:]))
+		} else {
+			pos, ksize, vsize = uint64(le.Uint32(el[4:])), uint64(le.Uint32(el[8:])), uint64(le.Uint32(el[12:]))
+		}
+		end := uint64(at) + pos + ksize + vsize
+		if end > uint64(len(p)) {
+			return fmt.Errorf("element %d lies outside its page", e)
+		}
+		if flags&pageBranch != 0 {
+			if err := w.tree(le.Uint64(el[8:]), depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if le.Uint32(el)&leafBucket == 0 {
+			continue
+		}
+		// A bucket: its header (root page, sequence), then, for a small
+		// bucket, its own page inline.
+		v := p[uint64(at)+pos+ksize : end]
+		if len(v) < 16 {
+			return fmt.Errorf("element %d is a bucket too short for its header", e)
+		}
+		if root := le.Uint64(v); root != 0 {
+			if err := w.tree(root, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		inline := v[16:]
+		if len(inline) < pageHeader || le.Uint16(inline[8:]) != pageLeaf {
+			return fmt.Errorf("element %d is a bucket without a leaf page", e)
+		}
+		if err := w.elements(inline, pageLeaf, depth+1); err != nil {
+			return fmt.Errorf("element %d's bucket: %v", e, err)
+		}
 	}
 	return nil
 }
@@ -158,7 +314,7 @@ func (d *DB) verifyRecords(tx *bolt.Tx) error {
 	var names [][]byte
 	if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 		names = append(names, bytes.Clone(name))
-		if b.Sequence() != 0 && !bytes.Equal(name, bucketJournal) {
+		if b.Sequence() != 0 { // only the per-run journals count
 			return corrupt("bucket %q has a sequence", name)
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -123,6 +124,7 @@ func open(path string, timeout time.Duration, readOnly bool) (*DB, error) {
 // openBolt opens the file with bbolt, turning a panic on a damaged page
 // into an error.
 func openBolt(path string, timeout time.Duration, readOnly bool) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
@@ -368,6 +370,9 @@ func loadRun(tx *bolt.Tx, id string) (orchestrator.Run, []orchestrator.StepRecor
 	steps := tx.Bucket(bucketSteps).Bucket([]byte(id))
 	if steps == nil {
 		return run, nil, fmt.Errorf("%w: run %s has no step records", ErrCorrupt, id)
+	}
+	if steps.Sequence() != 0 {
+		return run, nil, fmt.Errorf("%w: the step records of run %s have a sequence", ErrCorrupt, id)
 	}
 	err := steps.ForEach(func(k, v []byte) error {
 		var r orchestrator.StepRecord
