@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/creack/pty"
+
 	"upgrader/orchestrator"
 )
 
@@ -85,14 +87,24 @@ func TestColorOnlyOnATerminal(t *testing.T) {
 	if useColor(&bytes.Buffer{}) {
 		t.Error("useColor(bytes.Buffer) = true")
 	}
-	// /dev/null is a character device, as a terminal is.
-	dev, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	// /dev/null is a character device, not a terminal.
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer null.Close()
+	if useColor(null) {
+		t.Error("useColor(/dev/null) = true")
+	}
+	// A real terminal: the tty end of a pseudo-terminal.
+	ptmx, dev, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
 	defer dev.Close()
 	if !useColor(dev) {
-		t.Error("useColor(character device) = false with NO_COLOR and TERM unset")
+		t.Error("useColor(terminal) = false with NO_COLOR and TERM unset")
 	}
 	t.Setenv("NO_COLOR", "1")
 	if useColor(dev) {
