@@ -103,7 +103,7 @@ func canaryFigure() string {
 // anywhere, and the children's argv and environment are on record.
 func TestSecretsCanaryUpgrade(t *testing.T) {
 	s := newSim(t)
-	killAt(t, s, killPoint{tool: "pg_dump:2"})
+	killAt(t, s, "pg_dump:2")
 	r := s.mustRun(exitOK, "resume", "--yes")
 	canaryCheck(t, "output", "resume output", []byte(r.stdout+r.stderr))
 	for _, args := range [][]string{{"journal", "-o", "json"}, {"journal"}} {

@@ -11,12 +11,6 @@ import (
 	"time"
 )
 
-// killPoint is a checkpoint inside one of the simulated vendor tools (in
-// the middle of a side effect), "tool:n" for the simulator's pause-at.
-type killPoint struct{ tool string }
-
-func (k killPoint) String() string { return "tool " + k.tool }
-
 // toolPoints are the checkpoints inside the simulated tools, in the order
 // the upgrade reaches them.
 var toolPoints = []string{"pg_dump:1", "pg_dump:2", "pg_dump:3", "service-stop:1",
@@ -33,19 +27,14 @@ func TestCrashResumeEveryPoint(t *testing.T) {
 	base := newSim(t)
 	base.mustRun(0, "run", "--yes")
 	want := base.final(base.runID())
-	var points []killPoint
-	for _, p := range toolPoints {
-		points = append(points, killPoint{tool: p})
-	}
-
 	var mu sync.Mutex
 	var tried, identical, duplicates int
 	// Subtests run in parallel; the figure is printed once they all ended.
 	t.Cleanup(func() {
 		fmt.Printf("mid-effect kills: %d tried, %d resumed identically, %d duplicate effects\n", tried, identical, duplicates)
 	})
-	for _, kp := range points {
-		t.Run(strings.NewReplacer(":", "@").Replace(kp.String()), func(t *testing.T) {
+	for _, kp := range toolPoints {
+		t.Run(strings.NewReplacer(":", "@").Replace(kp), func(t *testing.T) {
 			t.Parallel()
 			mu.Lock()
 			tried++
@@ -71,11 +60,11 @@ func TestCrashResumeEveryPoint(t *testing.T) {
 
 // killAt starts `upgrader run --yes`, waits until it stops at kp, and
 // kills its whole process group and the tool's with SIGKILL.
-func killAt(t *testing.T, s *sim, kp killPoint) {
+func killAt(t *testing.T, s *sim, kp string) {
 	t.Helper()
 	c := s.cmd("run", "--yes")
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s.control("pause-at", kp.tool)
+	s.control("pause-at", kp)
 	mark := filepath.Join(s.root, "sim/control/paused")
 	var out strings.Builder
 	c.Stdout, c.Stderr = &out, &out
