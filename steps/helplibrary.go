@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
 
 // helpLibrary updates POM's online help from UsingPOM.zip the way the
@@ -261,21 +262,7 @@ func helpEntryName(raw string) (string, string) {
 	return archiveEntryName(raw)
 }
 
-func describeType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	}
-	return "special file (" + m.Type().String() + ")"
-}
+func describeType(m fs.FileMode) string { return securefs.TypeName(m) }
 
 // helpOwner is who the library belongs to, when that user and group exist
 // on this host.
