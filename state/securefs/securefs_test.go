@@ -23,7 +23,7 @@ func TestCheckDir(t *testing.T) {
 	}
 	sticky := filepath.Join(base, "sticky")
 	os.Mkdir(sticky, 0o700)
-	os.Chmod(sticky, 0o1777)
+	os.Chmod(sticky, os.ModeSticky|0o777)
 	if err := CheckDir(sticky, "state directory"); !errors.Is(err, ErrUntrusted) {
 		t.Errorf("a sticky world-writable directory as the directory itself: %v", err)
 	}
