@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"hash/fnv"
-	"io"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -71,23 +70,17 @@ const (
 	metaSumOffset = 56 // magic, version, pageSize, flags (4 each), root (16), freelist, pgid, txid (8 each)
 )
 
-// checkMetaPages proves both meta pages of the file at path are intact and
-// that the file holds every page they count. A file too short to hold
-// them is damaged unless it is empty (a brand new file is handled by the
-// caller).
-func checkMetaPages(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+// checkMetaPages proves both meta pages of the state file f (at path) are
+// intact and that the file holds every page they count. The caller holds
+// the file's lock: no commit is under way while it is read.
+func checkMetaPages(f *os.File, path string) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	pageSize := int64(os.Getpagesize())
 	buf := make([]byte, 2*pageSize)
-	if _, err := io.ReadFull(f, buf); err != nil {
+	if _, err := f.ReadAt(buf, 0); err != nil {
 		return fmt.Errorf("%w: %s is %d bytes, too short for a state file", ErrCorrupt, path, st.Size())
 	}
 	var highWater, txid, root, freelist uint64

@@ -3,15 +3,19 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
 
 // SnapshotName is the copy of the state taken after the last completed
@@ -52,7 +56,7 @@ func (d *DB) snapshot() error {
 	dir := filepath.Dir(d.path)
 	final := filepath.Join(dir, SnapshotName)
 	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := createFresh(tmp)
 	if err != nil {
 		return err
 	}
@@ -72,7 +76,9 @@ func (d *DB) snapshot() error {
 	}
 	// The directory is not fsynced: a rename lost to a power cut leaves the
 	// previous snapshot, which is whole and only one step older. The state
-	// file, not the snapshot, is the record that must be durable.
+	// file, not the snapshot, is the record that must be durable. A rename
+	// replaces whatever is at final (a symlink included) without following
+	// it.
 	d.failpoint("before-snapshot")
 	if err := os.Rename(tmp, final); err != nil {
 		return err
@@ -81,19 +87,10 @@ func (d *DB) snapshot() error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
 // whatToDo is the advice given with a damaged state file.
 func whatToDo(dir string) string {
 	snap := filepath.Join(dir, SnapshotName)
-	if _, err := os.Stat(snap); err == nil {
+	if st, err := os.Lstat(snap); err == nil && st.Mode().IsRegular() {
 		return fmt.Sprintf("a copy taken after the last completed step is in %s: 'upgrader restore-state' puts it in place (the damaged file is kept beside it), then 'upgrader resume' re-checks the step that followed", snap)
 	}
 	return "do not delete it: move it aside for support, and tell support the run was in progress"
@@ -113,29 +110,36 @@ var ErrHealthy = errors.New("the state file is not damaged")
 // RestoreSnapshot replaces a damaged state file in dir with the snapshot
 // beside it. It refuses when the state file is healthy, locked, of
 // another schema, or when the snapshot is damaged too. The damaged file
-// is renamed, never deleted.
+// is renamed, never deleted. Nothing is opened through a symlink.
 func RestoreSnapshot(dir string, now time.Time) (Restored, error) {
 	var res Restored
+	if err := checkDir(dir, false); err != nil {
+		return res, err
+	}
 	path := filepath.Join(dir, FileName)
-	snap := filepath.Join(dir, SnapshotName)
-	st, err := os.Stat(snap)
+	snap, err := securefs.OpenFile(filepath.Join(dir, SnapshotName), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return res, fmt.Errorf("no snapshot to restore: %w", err)
 	}
+	defer snap.Close()
+	st, err := snap.Stat()
+	if err != nil {
+		return res, err
+	}
 	res.Taken = st.ModTime().UTC()
 	// Hold the damaged file's lock (bbolt's own flock) so that no upgrader
-	// opens it while it is being replaced.
-	lock, err := os.OpenFile(path, os.O_RDWR, 0)
+	// opens it while it is checked and replaced.
+	lockFile, err := securefs.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return res, err
 	default:
-		defer lock.Close()
-		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer lockFile.Close()
+		if err := unix.Flock(int(lockFile.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			return res, fmt.Errorf("%w: %s is locked; stop the other upgrader first", ErrLocked, path)
 		}
-		switch err := probeFile(path); {
+		switch err := probeFile(lockFile, path); {
 		case err == nil:
 			return res, fmt.Errorf("%w: %s opens and checks whole; nothing to restore", ErrHealthy, path)
 		case !errors.Is(err, ErrCorrupt):
@@ -155,8 +159,8 @@ func RestoreSnapshot(dir string, now time.Time) (Restored, error) {
 	}
 	res.Run, res.LastStep = check.lastCompleted()
 	check.Close()
-	if lock != nil {
-		res.Damaged = fmt.Sprintf("%s.damaged-%s", path, now.UTC().Format("20060102T150405Z"))
+	if lockFile != nil {
+		res.Damaged = freeName(fmt.Sprintf("%s.damaged-%s", path, now.UTC().Format("20060102T150405Z")))
 		if err := os.Rename(path, res.Damaged); err != nil {
 			os.Remove(tmp)
 			return res, err
@@ -168,14 +172,25 @@ func RestoreSnapshot(dir string, now time.Time) (Restored, error) {
 	return res, syncDir(dir)
 }
 
-// probeFile checks whether a state file is whole, on a copy: bbolt's
-// shared lock would conflict with the one RestoreSnapshot holds.
-func probeFile(path string) error {
+// freeName returns name, or name-2, name-3, … if something is there: a
+// damaged file kept earlier is never replaced.
+func freeName(name string) string {
+	for i, n := 2, name; ; i, n = i+1, fmt.Sprintf("%s-%d", name, i) {
+		if _, err := os.Lstat(n); errors.Is(err, fs.ErrNotExist) {
+			return n
+		}
+	}
+}
+
+// probeFile checks whether the state file f (at path, locked by the
+// caller) is whole, on a copy: bbolt's shared lock on f itself would
+// replace the caller's exclusive one.
+func probeFile(f *os.File, path string) error {
 	cp := path + ".probe"
-	defer os.Remove(cp)
-	if err := copyDurably(path, cp); err != nil {
+	if err := copyDurably(f, cp); err != nil {
 		return err
 	}
+	defer os.Remove(cp)
 	d, err := open(cp, time.Second, true)
 	if err != nil {
 		return err
@@ -201,23 +216,21 @@ func (d *DB) lastCompleted() (run, step string) {
 	return id, step
 }
 
-// copyDurably copies a file and fsyncs the copy.
-func copyDurably(from, to string) error {
-	data, err := os.ReadFile(from)
+// copyDurably copies the whole of from into a new file to and fsyncs it.
+func copyDurably(from *os.File, to string) error {
+	f, err := createFresh(to)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	_, err = io.Copy(f, io.NewSectionReader(from, 0, math.MaxInt64))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return err
+		os.Remove(to)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return err
 }

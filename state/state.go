@@ -1,5 +1,8 @@
 // Package state persists runs, step records and the journal in a bbolt file
-// with fsync on every commit. Nothing else in upgrader imports bbolt.
+// with fsync on every commit. Nothing else in upgrader imports bbolt. It
+// keeps every file of the state directory (the state file, its snapshot,
+// upgrader.log) in a directory only root can change, and opens none of
+// them through a symlink (file.go).
 package state
 
 import (
@@ -7,16 +10,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"upgrader/orchestrator"
 )
@@ -63,74 +61,21 @@ type DB struct {
 
 var _ orchestrator.Store = (*DB)(nil)
 
-// Open opens (creating if needed) the state in dir. It waits at most
-// timeout for the file lock so that a second process fails fast. An
-// existing file is checked whole before it is used: a damaged one is
-// refused with ErrCorrupt, never started afresh.
+// Open opens (creating if needed) the state in dir. The directory must be
+// root's alone (securefs.CheckDir): every file upgrader keeps there is
+// trusted. It waits at most timeout for the file lock so that a second
+// process fails fast. An existing file is checked whole, under the lock,
+// before it is used: a damaged one is refused with ErrCorrupt, never
+// started afresh.
 func Open(dir string, timeout time.Duration) (*DB, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+	if err := checkDir(dir, true); err != nil {
+		return nil, err
 	}
 	d, err := open(filepath.Join(dir, FileName), timeout, false)
 	if errors.Is(err, ErrCorrupt) {
 		err = fmt.Errorf("%w; %s", err, whatToDo(dir))
 	}
 	return d, err
-}
-
-// open opens the file at path, creating it unless readOnly.
-func open(path string, timeout time.Duration, readOnly bool) (*DB, error) {
-	// bbolt initialises an empty file as a new database: an existing state
-	// file that lost its content must stop here, not start afresh.
-	existed := false
-	if st, err := os.Stat(path); err == nil {
-		if st.Size() == 0 {
-			return nil, fmt.Errorf("%w: %s is empty", ErrCorrupt, path)
-		}
-		existed = true
-		if err := checkMetaPages(path); err != nil {
-			return nil, err
-		}
-	}
-	db, err := openBolt(path, timeout, readOnly)
-	if err != nil {
-		var pathErr *fs.PathError
-		var errno syscall.Errno
-		switch {
-		case errors.Is(err, bolterrors.ErrTimeout):
-			return nil, fmt.Errorf("%w: %s is locked; stop the other upgrader (or wait for it to finish) and try again", ErrLocked, path)
-		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch),
-			// Any other refusal of an existing file that is not an OS
-			// error is about its content (e.g. "file size too small").
-			existed && !errors.As(err, &pathErr) && !errors.As(err, &errno):
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-		}
-		return nil, fmt.Errorf("open state %s: %w", path, err)
-	}
-	d := &DB{db: db, path: path}
-	if err := d.verify(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if !readOnly {
-		if err := d.init(); err != nil {
-			db.Close()
-			return nil, err
-		}
-	}
-	return d, nil
-}
-
-// openBolt opens the file with bbolt, turning a panic on a damaged page
-// into an error.
-func openBolt(path string, timeout time.Duration, readOnly bool) (db *bolt.DB, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
-		}
-	}()
-	return bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly})
 }
 
 // Path is the state file's path.
@@ -150,7 +95,9 @@ func (d *DB) init() error {
 	if !fresh {
 		return nil
 	}
-	return d.update(func(tx *bolt.Tx) error {
+	// Not a step's commit: no failpoints, and the caller (create) says
+	// what a full disk means here.
+	return d.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range topBuckets {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
@@ -161,11 +108,11 @@ func (d *DB) init() error {
 }
 
 // update commits fn in one fsynced transaction, between the failpoints of
-// a durable write.
+// a durable write. bbolt rolls back a commit it could not write whole.
 func (d *DB) update(fn func(tx *bolt.Tx) error) error {
 	d.failpoint("before-commit")
 	if err := d.db.Update(fn); err != nil {
-		return err
+		return fmt.Errorf("%w%s", err, spaceAdvice(err, filepath.Dir(d.path)))
 	}
 	d.failpoint("after-commit")
 	return nil
