@@ -156,12 +156,10 @@ func (a *app) openState() (*state.DB, error) {
 	return db, nil
 }
 
-// logger writes the detailed log to upgrader.log in the state directory.
+// logger writes the detailed log to upgrader.log in the state directory;
+// a write that fails is said once on stderr.
 func (a *app) logger() (zerolog.Logger, io.Closer, error) {
-	if err := os.MkdirAll(a.stateDir, 0o700); err != nil {
-		return zerolog.Nop(), nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(a.stateDir, "upgrader.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := state.OpenLog(a.stateDir, os.Stderr)
 	if err != nil {
 		return zerolog.Nop(), nil, err
 	}
