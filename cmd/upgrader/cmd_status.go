@@ -64,7 +64,11 @@ func newStatusCmd(a *app) *cobra.Command {
   upgrader status -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runID == "" && a.daemonUp() {
+			up, err := a.daemonUp()
+			if err != nil {
+				return err
+			}
+			if runID == "" && up {
 				// The daemon holds the state: ask it.
 				var st api.Status
 				if err := a.client().call("GET", "/v1/status", nil, &st); err != nil {
@@ -106,7 +110,11 @@ func newJournalCmd(a *app) *cobra.Command {
   upgrader journal --after 12 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runID == "" && a.daemonUp() {
+			up, err := a.daemonUp()
+			if err != nil {
+				return err
+			}
+			if runID == "" && up {
 				var entries []orchestrator.JournalEntry
 				if err := a.client().call("GET", fmt.Sprintf("/v1/journal?after=%d", after), nil, &entries); err != nil {
 					return err
