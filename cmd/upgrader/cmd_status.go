@@ -19,6 +19,10 @@ func (a *app) loadRun(runFlag string) (*state.DB, orchestrator.Run, []orchestrat
 		return nil, orchestrator.Run{}, nil, err
 	}
 	id := runFlag
+	if err := orchestrator.ValidRunID(id); id != "" && err != nil {
+		db.Close()
+		return nil, orchestrator.Run{}, nil, usagef("--run: %v", err)
+	}
 	if id == "" {
 		if id, err = db.ActiveRun(); errors.Is(err, orchestrator.ErrNoActiveRun) {
 			id, err = db.LatestRun()
