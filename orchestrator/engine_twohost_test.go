@@ -279,6 +279,16 @@ func TestRunExportCheck(t *testing.T) {
 		{"target step pending with a confirmation", func(x *orchestrator.RunExport) {
 			x.Steps[1].Confirmation = &orchestrator.Confirmation{Actor: "uid=0(root)"}
 		}, "restore is pending in the file"},
+		{"artifact path climbs out", func(x *orchestrator.RunExport) {
+			a := x.Steps[0].Outputs.Artifacts["pc-backup"]
+			a.Path = "/var/backups/../../etc/shadow"
+			x.Steps[0].Outputs.Artifacts = map[string]orchestrator.Artifact{"pc-backup": a}
+		}, `artifact pc-backup of step backup has the path "/var/backups/../../etc/shadow"`},
+		{"artifact path relative", func(x *orchestrator.RunExport) {
+			a := x.Steps[0].Outputs.Artifacts["pc-backup"]
+			a.Path = "backups/pc.tar.gz"
+			x.Steps[0].Outputs.Artifacts = map[string]orchestrator.Artifact{"pc-backup": a}
+		}, "want an absolute path"},
 		{"source step's record edited", func(x *orchestrator.RunExport) { x.Steps[0].Attempts = 7 }, ""},
 		{"journal entry removed", func(x *orchestrator.RunExport) { x.Journal = slices.Delete(x.Journal, 1, 2) }, "out of sequence"},
 		{"journal entries swapped", func(x *orchestrator.RunExport) { x.Journal[0], x.Journal[1] = x.Journal[1], x.Journal[0] }, "out of sequence"},

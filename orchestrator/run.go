@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"reflect"
 	"regexp"
 	"time"
@@ -289,6 +290,14 @@ func (x RunExport) Check() error {
 		case StepPending, StepStarted, StepDone, StepFailed, StepSkipped:
 		default:
 			return fmt.Errorf("%w: step %s has status %.40q", ErrBadExport, spec.ID, r.Status)
+		}
+		for name, a := range r.Outputs.Artifacts {
+			// An artifact is re-checked and used here by its path: it
+			// names a file, never a way out of the host's root.
+			if !path.IsAbs(a.Path) || path.Clean(a.Path) != a.Path {
+				return fmt.Errorf("%w: artifact %s of step %s has the path %.200q: want an absolute path without . or .. parts",
+					ErrBadExport, name, spec.ID, a.Path)
+			}
 		}
 		pristine := StepRecord{RunID: r.RunID, Index: r.Index, StepID: r.StepID, Status: StepPending}
 		if spec.RunsOn != RoleSource && !reflect.DeepEqual(r, pristine) {
