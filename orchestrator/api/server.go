@@ -162,8 +162,13 @@ func DecodeRequest(body []byte, v Request) (int, error) {
 	if len(body) > MaxRequest {
 		return http.StatusRequestEntityTooLarge, fmt.Errorf("request larger than %d bytes: send only the request's fields", MaxRequest)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	switch trimmed := bytes.TrimSpace(body); {
+	case len(trimmed) == 0:
 		return http.StatusBadRequest, errors.New("bad request: empty body; send a JSON object ({} when there is nothing to say)")
+	case string(trimmed) == "null":
+		// encoding/json decodes null into a struct as "nothing to set":
+		// without this, null would pass for {} (and start a run).
+		return http.StatusBadRequest, errors.New("bad request: null is not a request: send a JSON object ({} when there is nothing to say)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

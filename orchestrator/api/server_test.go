@@ -227,7 +227,9 @@ func TestHostileAPI(t *testing.T) {
 		{name: "unknown field", raw: post("/v1/skip", `{"step": "x", "reason": "r", "force": true}`), code: 400, want: `unknown field "force"`},
 		{name: "two objects", raw: post("/v1/abort", `{"reason": "a"} {"reason": "b"}`), code: 400, want: "more after the JSON object"},
 		{name: "garbage after the object", raw: post("/v1/abort", `{"reason": "a"}]`), code: 400, want: "more after the JSON object"},
-		{name: "null", raw: post("/v1/abort", `null`), code: 400, want: "abort needs a reason"},
+		{name: "null", raw: post("/v1/abort", `null`), code: 400, want: "null is not a request"},
+		{name: "null start", raw: post("/v1/start", `null`), code: 400, want: "null is not a request: send a JSON object"},
+		{name: "null retry", raw: post("/v1/retry", `null`), code: 400, want: "null is not a request: send a JSON object"},
 		{name: "abort without a reason", raw: post("/v1/abort", `{}`), code: 400, want: "abort needs a reason"},
 		{name: "skip without a step", raw: post("/v1/skip", `{"reason": "r"}`), code: 400, want: "skip needs the step and a reason"},
 		{name: "confirm without a step", raw: post("/v1/confirm", `{}`), code: 400, want: "confirm needs the step"},
@@ -439,6 +441,9 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"reason": "` + strings.Repeat("r", 4097) + `"}`, &AbortRequest{}, 400, "more than 4096"},
 		{`{"reason": "a\u202eb"}`, &AbortRequest{}, 400, "U+202E"},
 		{strings.Repeat(" ", MaxRequest) + "{}", &retryRequest{}, 413, "larger than"},
+		{`null`, &StartRequest{}, 400, "null is not a request: send a JSON object"},
+		{" null\n", &retryRequest{}, 400, "null is not a request"},
+		{`null`, &ConfirmRequest{}, 400, "null is not a request"},
 	} {
 		code, err := DecodeRequest([]byte(tc.body), tc.v)
 		if code != tc.code || (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
