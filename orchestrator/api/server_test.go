@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -545,5 +546,28 @@ func TestDialChecksWhoListens(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the impostor never saw the connection")
+	}
+}
+
+// The unit's --group setup: the runtime directory root's and 0750 or 0755
+// (so the group reaches the socket), the socket root:GROUP 0660.
+func TestListenGroupDirectory(t *testing.T) {
+	for _, mode := range []os.FileMode{0o750, 0o755} {
+		dir := filepath.Join(t.TempDir(), "run")
+		os.Mkdir(dir, mode)
+		os.Chmod(dir, mode)
+		path := filepath.Join(dir, "upgrader.sock")
+		l, err := Listen(path, 100)
+		if err != nil {
+			t.Fatalf("Listen in a root-owned %04o directory: %v", mode, err)
+		}
+		st, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o660 || st.Sys().(*syscall.Stat_t).Gid != 100 {
+			t.Errorf("socket mode %v gid %d, want 0660 and gid 100", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid)
+		}
+		l.Close()
 	}
 }
