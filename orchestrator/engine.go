@@ -114,6 +114,9 @@ func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error
 	if plan.NothingToDo {
 		return Run{}, errors.New("the plan has nothing to do")
 	}
+	if err := ValidRunID(runID); err != nil {
+		return Run{}, err
+	}
 	if plan.Fingerprint != Fingerprint(plan) {
 		return Run{}, fmt.Errorf("%w: the plan was changed after it was fingerprinted", ErrFingerprintMismatch)
 	}
@@ -570,7 +573,7 @@ func (e *Engine) Export(runID string) (RunExport, error) {
 	if err != nil {
 		return RunExport{}, err
 	}
-	return RunExport{Format: ExportFormat, ExportedAt: e.now(), Run: run, Steps: recs, Journal: journal}, nil
+	return RunExport{Format: ExportFormat, ExportedAt: e.now(), Run: run, Steps: recs, Journal: journal}.Sealed(), nil
 }
 
 // MarkExported closes the run on this server: it goes on where it was
@@ -583,8 +586,11 @@ func (e *Engine) MarkExported(runID, actor, where string) error {
 	return e.transition(&run, recs, EventExport, actor, "exported to "+where+": the run carries on where it is imported")
 }
 
-// Import makes an exported run the active run here.
-func (e *Engine) Import(x RunExport, actor, from string) error {
+// Import makes an exported run the active run here, stored as it was
+// exported (its seal covers it), then given this server's profile path
+// (profilePath, "" to keep the exported one) with the journal entry that
+// says where it came from.
+func (e *Engine) Import(x RunExport, profilePath, actor, from string) error {
 	if err := x.Check(); err != nil {
 		return err
 	}
@@ -593,6 +599,9 @@ func (e *Engine) Import(x RunExport, actor, from string) error {
 	}
 	run := x.Run
 	run.UpdatedAt = e.now()
+	if profilePath != "" {
+		run.Profile = profilePath
+	}
 	j := e.entry(run, actor, "run.imported", "", "imported from "+from, map[string]string{"fingerprint": run.Plan.Fingerprint})
 	return e.Store.Commit(Update{Run: run, Journal: []JournalEntry{j}})
 }

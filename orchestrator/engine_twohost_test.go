@@ -116,7 +116,7 @@ func TestEngineHandOverToTarget(t *testing.T) {
 
 	// On the target.
 	dst := newHarness(t)
-	if err := dst.eng.Import(carried, "bob", "dl385:/var/backups/upgrader/run.json"); err != nil {
+	if err := dst.eng.Import(carried, "", "bob", "dl385:/var/backups/upgrader/run.json"); err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 	if id, err := dst.db.ActiveRun(); err != nil || id != runID {
@@ -169,7 +169,7 @@ func TestEngineHandOverToTarget(t *testing.T) {
 	}
 	// The same export cannot be imported a second time, not even after the
 	// run completed.
-	if err := dst.eng.Import(carried, "bob", "again"); err == nil {
+	if err := dst.eng.Import(carried, "", "bob", "again"); err == nil {
 		t.Error("a run was imported twice")
 	}
 }
@@ -181,11 +181,11 @@ func TestEngineImportTwiceRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := newHarness(t)
-	if err := dst.eng.Import(x, "bob", "a"); err != nil {
+	if err := dst.eng.Import(x, "", "bob", "a"); err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 	before := dst.journal(t)
-	if err := dst.eng.Import(x, "bob", "b"); err == nil {
+	if err := dst.eng.Import(x, "", "bob", "b"); err == nil {
 		t.Fatal("the second Import was accepted")
 	}
 	if after := dst.journal(t); len(after) != len(before) {
@@ -203,7 +203,7 @@ func TestEngineImportWhileActive(t *testing.T) {
 	if _, err := dst.eng.Create(newPlan(step("local")), "run-local", "", "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.eng.Import(x, "bob", "a"); !errors.Is(err, orchestrator.ErrActiveRun) {
+	if err := dst.eng.Import(x, "", "bob", "a"); !errors.Is(err, orchestrator.ErrActiveRun) {
 		t.Fatalf("Import while run-local is active: %v, want ErrActiveRun", err)
 	}
 	if _, _, err := dst.db.LoadRun(runID); !errors.Is(err, orchestrator.ErrRunNotFound) {
@@ -211,6 +211,17 @@ func TestEngineImportWhileActive(t *testing.T) {
 	}
 	if id, err := dst.db.ActiveRun(); err != nil || id != "run-local" {
 		t.Errorf("ActiveRun = %q, %v; want run-local still", id, err)
+	}
+}
+
+// setRunID gives the export another run id everywhere it appears.
+func setRunID(x *orchestrator.RunExport, id string) {
+	x.Run.ID = id
+	for i := range x.Steps {
+		x.Steps[i].RunID = id
+	}
+	for i := range x.Journal {
+		x.Journal[i].RunID = id
 	}
 }
 
@@ -230,52 +241,118 @@ func TestRunExportCheck(t *testing.T) {
 		x.Journal = slices.Clone(x.Journal)
 		return x
 	}
+	// Each case is tried twice: as a hand edit, which the seal catches,
+	// and resealed, as a forger who read the code would do it, which the
+	// structural rules must catch.
 	tests := []struct {
 		name   string
 		tamper func(*orchestrator.RunExport)
-		want   string // in the error; "" means accepted
+		want   string // in the error of the resealed file; "" means accepted
 	}{
 		{"as exported", func(*orchestrator.RunExport) {}, ""},
 		{"format missing", func(x *orchestrator.RunExport) { x.Format = "" }, "not an exported run"},
-		{"other format", func(x *orchestrator.RunExport) { x.Format = "upgrader-run/2" }, "not an exported run"},
+		{"other format", func(x *orchestrator.RunExport) { x.Format = "upgrader-run/3" }, "not an exported run"},
+		{"format 1", func(x *orchestrator.RunExport) { x.Format = "upgrader-run/1" }, "older upgrader"},
 		{"plan step made skippable", func(x *orchestrator.RunExport) { x.Run.Plan.Steps[2].Skip = orchestrator.SkipWithReason }, "fingerprint"},
 		{"plan step's host changed", func(x *orchestrator.RunExport) { x.Run.Plan.Steps[1].RunsOn = orchestrator.RoleSource }, "fingerprint"},
 		{"plan fingerprint replaced", func(x *orchestrator.RunExport) { x.Run.Plan.Fingerprint = "sha256:" + strings.Repeat("0", 64) }, "fingerprint"},
-		{"run id missing", func(x *orchestrator.RunExport) { x.Run.ID = "" }, "fingerprint"},
+		{"run id missing", func(x *orchestrator.RunExport) { setRunID(x, "") }, "run id"},
+		{"run id climbs out of a folder", func(x *orchestrator.RunExport) { setRunID(x, "x/../../../../../tmp/escaped") }, "run id"},
+		{"run id with an escape sequence", func(x *orchestrator.RunExport) { setRunID(x, "r1\x1b[2J") }, `run id "r1\x1b[2J"`},
+		{"run id of 65 characters", func(x *orchestrator.RunExport) { setRunID(x, strings.Repeat("r", 65)) }, "run id"},
 		{"step record missing", func(x *orchestrator.RunExport) { x.Steps = x.Steps[:2] }, "2 step records for 3"},
 		{"step record of another step", func(x *orchestrator.RunExport) { x.Steps[1].StepID = "upgrade" }, "does not match"},
 		{"step records swapped", func(x *orchestrator.RunExport) { x.Steps[1], x.Steps[2] = x.Steps[2], x.Steps[1] }, "does not match"},
 		{"step record of another run", func(x *orchestrator.RunExport) { x.Steps[0].RunID = "run-9" }, "does not match"},
+		{"step status unknown", func(x *orchestrator.RunExport) { x.Steps[0].Status = "finished" }, `status "finished"`},
+		{"target steps flipped to done", func(x *orchestrator.RunExport) {
+			for i := 1; i < 3; i++ {
+				x.Steps[i].Status, x.Steps[i].Attempts = orchestrator.StepDone, 1
+			}
+		}, "restore is done in the file, but it runs on the target server"},
+		{"target step skipped", func(x *orchestrator.RunExport) {
+			x.Steps[2].Status, x.Steps[2].SkipReason = orchestrator.StepSkipped, "no need"
+		}, "upgrade is skipped in the file"},
+		{"target step pending with a saved value", func(x *orchestrator.RunExport) {
+			x.Steps[1].Saved = map[string]string{"boot_id": "forged"}
+		}, "restore is pending in the file, but it runs on the target server"},
+		{"target step pending with a confirmation", func(x *orchestrator.RunExport) {
+			x.Steps[1].Confirmation = &orchestrator.Confirmation{Actor: "uid=0(root)"}
+		}, "restore is pending in the file"},
+		{"artifact path climbs out", func(x *orchestrator.RunExport) {
+			a := x.Steps[0].Outputs.Artifacts["pc-backup"]
+			a.Path = "/var/backups/../../etc/shadow"
+			x.Steps[0].Outputs.Artifacts = map[string]orchestrator.Artifact{"pc-backup": a}
+		}, `artifact pc-backup of step backup has the path "/var/backups/../../etc/shadow"`},
+		{"artifact path relative", func(x *orchestrator.RunExport) {
+			a := x.Steps[0].Outputs.Artifacts["pc-backup"]
+			a.Path = "backups/pc.tar.gz"
+			x.Steps[0].Outputs.Artifacts = map[string]orchestrator.Artifact{"pc-backup": a}
+		}, "want an absolute path"},
+		{"source step's record edited", func(x *orchestrator.RunExport) { x.Steps[0].Attempts = 7 }, ""},
 		{"journal entry removed", func(x *orchestrator.RunExport) { x.Journal = slices.Delete(x.Journal, 1, 2) }, "out of sequence"},
 		{"journal entries swapped", func(x *orchestrator.RunExport) { x.Journal[0], x.Journal[1] = x.Journal[1], x.Journal[0] }, "out of sequence"},
 		{"journal entry of another run", func(x *orchestrator.RunExport) { x.Journal[2].RunID = "run-9" }, "out of sequence"},
+		{"journal line edited", func(x *orchestrator.RunExport) { x.Journal[0].Actor = "uid=1000(mallory)" }, ""},
 		{"run already over", func(x *orchestrator.RunExport) { x.Run.State = orchestrator.StateExported }, "nothing to carry on"},
 		{"run completed", func(x *orchestrator.RunExport) { x.Run.State = orchestrator.StateCompleted }, "nothing to carry on"},
+	}
+	refused := func(t *testing.T, x orchestrator.RunExport, want string) {
+		t.Helper()
+		err := x.Check()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Check: %v, want an error with %q", err, want)
+		}
+		if strings.ContainsRune(err.Error(), 0x1b) {
+			t.Errorf("the message holds a raw escape: %q", err)
+		}
+		// Import checks first: nothing is stored.
+		dst := newHarness(t)
+		if err := dst.eng.Import(x, "", "bob", "a"); err == nil {
+			t.Error("Import accepted the tampered export")
+		}
+		if _, err := dst.db.LatestRun(); !errors.Is(err, orchestrator.ErrNoActiveRun) {
+			t.Errorf("a refused import was stored: %v", err)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			x := clone(good)
 			tt.tamper(&x)
-			err := x.Check()
-			if tt.want == "" {
-				if err != nil {
+			if tt.name == "as exported" {
+				if err := x.Check(); err != nil {
 					t.Fatalf("Check: %v", err)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Check: %v, want an error with %q", err, tt.want)
+			if strings.HasPrefix(tt.name, "format") || strings.HasSuffix(tt.name, "format") {
+				refused(t, x, tt.want) // the format is read before the seal
+				return
 			}
-			// Import checks first: nothing is stored.
-			dst := newHarness(t)
-			if err := dst.eng.Import(x, "bob", "a"); err == nil {
-				t.Error("Import accepted the tampered export")
+			refused(t, x, "seal does not match")
+			x = x.Sealed()
+			if tt.want == "" {
+				// Within what the exporting server may change: the
+				// seal is all that stands against this edit.
+				if err := x.Check(); err != nil {
+					t.Fatalf("Check of the resealed file: %v", err)
+				}
+				return
 			}
-			if _, err := dst.db.LatestRun(); !errors.Is(err, orchestrator.ErrNoActiveRun) {
-				t.Errorf("a refused import was stored: %v", err)
-			}
+			refused(t, x, tt.want)
 		})
 	}
+	// A one-server run carries no progress to another server.
+	one := newHarness(t)
+	one.create(t, newPlan(step("backup"), step("confirm", gate), step("upgrade", irreversible)))
+	if out := one.exec(t, orchestrator.ExecOptions{Actor: "tester"}); out.State != orchestrator.StateWaitingOperator {
+		t.Fatalf("one-server run: %+v, want waiting at the gate", out)
+	}
+	x, err := one.eng.Export(runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused(t, x, "backup is done in the file, but it runs on the server the run was planned on")
 	if err := good.Check(); err != nil {
 		t.Errorf("the cases changed the original export: %v", err)
 	}

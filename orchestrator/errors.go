@@ -27,6 +27,12 @@ var (
 	// ErrAttestation means an operator confirmed a gate without the
 	// fields it requires.
 	ErrAttestation = errors.New("attestation incomplete")
+	// ErrInvalidRunID means a run id given from outside is not one upgrader
+	// makes (see ValidRunID).
+	ErrInvalidRunID = errors.New("invalid run id")
+	// ErrBadExport means an exported run file is damaged, edited, or
+	// carries progress it may not (see RunExport.Check).
+	ErrBadExport = errors.New("exported run refused")
 	// ErrRebootRequested is returned by a reboot step's Apply once it has
 	// asked the host to restart: the run waits for the host to come back.
 	ErrRebootRequested = errors.New("reboot requested")

@@ -44,6 +44,9 @@ const (
 	FactFreeInstall = "disk.free.install"
 	FactPCDataSize  = "pc.data.size" // bytes of PC data a migration backs up
 	FactDBSize      = "db.size"      // bytes of the POM database
+	// FactDBPasswordFileMode is the permission bits of db.password_file,
+	// in octal (0600).
+	FactDBPasswordFileMode = "db.password_file.mode"
 )
 
 // factKinds says how each known key's value is checked.
@@ -61,6 +64,8 @@ var factKinds = map[string]string{
 	FactFreeInstall: "int",
 	FactPCDataSize:  "int",
 	FactDBSize:      "int",
+	// An octal mode: 0600.
+	FactDBPasswordFileMode: "mode",
 }
 
 // Int returns a whole-number fact, and whether it is known.
@@ -124,6 +129,10 @@ func checkFactValue(kind, value string) error {
 	case "int":
 		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
 			return fmt.Errorf("%q is not a whole number", value)
+		}
+	case "mode":
+		if m, err := strconv.ParseUint(value, 8, 32); err != nil || m > 0o7777 {
+			return fmt.Errorf("%q is not a file mode (octal, e.g. 0600)", value)
 		}
 	case "bool":
 		if _, err := strconv.ParseBool(value); err != nil {

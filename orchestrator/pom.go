@@ -83,6 +83,7 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 	}
 
 	pomCommonFindings(in, p)
+	passwordFileFinding(in, p)
 	isoNameTypoNote(p)
 	if size, ok := in.Facts.Int(FactDBSize); ok {
 		if free, ok := in.Facts.Int(FactFreeBackup); ok {
@@ -154,6 +155,28 @@ func pomCommonFindings(in PlanInput, p *Plan) {
 	p.Warnings = append(p.Warnings, Finding{ID: "OUTREACH-11880", Severity: SeverityWarning, Skip: SkipWithReason,
 		Refs:    pomRef("Known issues and workarounds"),
 		Message: "POM 3.1.1 raises no DB alarm when the database reaches its maximum connections: watch connection use during the upgrade"})
+}
+
+// passwordFileFinding warns when the database password file may be read by
+// its group or others. libpq then ignores it (PostgreSQL's documentation,
+// "The Password File"), and pg_dump fails at the backup asking for a
+// password: better said at plan time. Upgrader's own check.
+func passwordFileFinding(in PlanInput, p *Plan) {
+	v, ok := in.Facts.Get(FactDBPasswordFileMode)
+	if !ok {
+		return
+	}
+	mode, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || mode&0o077 == 0 {
+		return
+	}
+	file := in.Profile.DB.PasswordFile
+	why := "the database password is open to its group or others"
+	if kind := in.Profile.DB.Kind; kind == "" || kind == "postgres" {
+		why = "libpq ignores a password file its group or others may use, so pg_dump would ask for a password and the backup would fail"
+	}
+	p.Warnings = append(p.Warnings, Finding{ID: "db-password-file-mode", Severity: SeverityWarning, Skip: SkipWithReason,
+		Message: fmt.Sprintf("%s has mode %s: %s; chmod 0600 %s and plan again (upgrader's own check, not a release-notes rule)", file, v, why, file)})
 }
 
 // isoNameTypoNote: the upgrade section of the release notes names another

@@ -721,3 +721,56 @@ func TestBuildPlanUnknownProcedure(t *testing.T) {
 		}
 	}
 }
+
+// A password file that group or others may read is ignored by libpq
+// (pg_dump would then fail asking for a password, long after the plan):
+// the plan warns, as upgrader's own check, and says what to do.
+func TestPOMPasswordFileModeWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode, kind string
+		want             []string // in the warning; nil: no warning
+	}{
+		{"0600", "0600", "postgres", nil},
+		{"0400", "0400", "postgres", nil},
+		{"readable by others", "0644", "postgres", []string{"/etc/upgrader/pgpass has mode 0644", "libpq ignores", "chmod 0600 /etc/upgrader/pgpass", "upgrader's own check"}},
+		{"readable by the group", "0640", "postgres", []string{"mode 0640", "libpq ignores"}},
+		{"executable by others", "0601", "postgres", []string{"mode 0601"}},
+		{"unknown", "", "postgres", nil},
+		{"oracle, readable by others", "0644", "oracle", []string{"mode 0644", "chmod 0600 /etc/upgrader/pgpass", "upgrader's own check"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := buildPOMPlan(t, setFact(orchestrator.FactDBPasswordFileMode, tc.mode),
+				func(_ orchestrator.Facts, prof *profile.Profile) { prof.DB.Kind = tc.kind })
+			i := slices.IndexFunc(p.Warnings, func(f orchestrator.Finding) bool { return f.ID == "db-password-file-mode" })
+			if tc.want == nil {
+				if i >= 0 {
+					t.Fatalf("warning for mode %q: %+v", tc.mode, p.Warnings[i])
+				}
+				return
+			}
+			if i < 0 {
+				t.Fatalf("no db-password-file-mode warning for mode %s: %v", tc.mode, findingIDs(p.Warnings))
+			}
+			w := p.Warnings[i]
+			for _, s := range tc.want {
+				if !strings.Contains(w.Message, s) {
+					t.Errorf("warning %q lacks %q", w.Message, s)
+				}
+			}
+			if len(w.Refs) != 0 || w.Severity != orchestrator.SeverityWarning {
+				t.Errorf("warning %+v: want no vendor reference (upgrader's own) and severity warning", w)
+			}
+			if tc.kind == "oracle" && strings.Contains(w.Message, "libpq") {
+				t.Errorf("an Oracle site's warning speaks of libpq: %s", w.Message)
+			}
+		})
+	}
+	if _, err := orchestrator.ParseAssumptions([]string{"db.password_file.mode=0644"}); err != nil {
+		t.Errorf("--assume db.password_file.mode=0644: %v", err)
+	}
+	for _, bad := range []string{"644x", "0999", "-1", "01777777"} {
+		if _, err := orchestrator.ParseAssumptions([]string{"db.password_file.mode=" + bad}); err == nil {
+			t.Errorf("--assume db.password_file.mode=%s accepted", bad)
+		}
+	}
+}

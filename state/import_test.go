@@ -20,12 +20,16 @@ func exportOf(id string, n int) orchestrator.RunExport {
 	u.Run.Plan.Steps[0].Produces = []string{"pc-backup"}
 	u.Run.Plan.Steps[3].Action = "pc-restore"
 	u.Run.Plan.Steps[3].Requires = []string{"pc-backup"}
+	u.Run.Plan.Steps[0].RunsOn = orchestrator.RoleSource
+	for i := 1; i < len(u.Run.Plan.Steps); i++ {
+		u.Run.Plan.Steps[i].RunsOn = orchestrator.RoleTarget
+	}
 	u.Run.Plan.Fingerprint = orchestrator.Fingerprint(u.Run.Plan)
 	u.Steps[0] = orchestrator.StepRecord{RunID: id, Index: 0, StepID: "backup-source", Status: orchestrator.StepDone, Attempts: 1,
 		StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second),
 		Outputs: orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"pc-backup": {
 			Path: "/var/backups/upgrader/pc-data-" + id + ".tar.gz", SHA256: strings.Repeat("cd", 32), Size: 4096, ModTime: t0, Host: "source"}}}}
-	u.Steps[2].Saved = map[string]string{"boot_id": "d385b7e1"}
+	u.Steps[0].Saved = map[string]string{"tool_pid": "4242"}
 	x := orchestrator.RunExport{Format: orchestrator.ExportFormat, ExportedAt: t0.Add(time.Hour), Run: u.Run, Steps: u.Steps}
 	for i := range n {
 		j := journalEntries(id, "source entry "+string(rune('a'+i)))[0]
@@ -33,7 +37,7 @@ func exportOf(id string, n int) orchestrator.RunExport {
 		j.Time = t0.Add(time.Duration(i) * time.Minute)
 		x.Journal = append(x.Journal, j)
 	}
-	return x
+	return x.Sealed()
 }
 
 func mustImport(tb testing.TB, d *DB, x orchestrator.RunExport) {
@@ -223,4 +227,64 @@ func TestImportRunExistingID(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The store refuses what RunExport.Check refuses, and stores nothing of
+// it: an edited file (the seal), a run id that would name files outside
+// their folder, the importing server's steps carried as done.
+func TestImportRunRefusesForgedExports(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		forge      func(x *orchestrator.RunExport)
+	}{
+		{"journal edited", "seal does not match", func(x *orchestrator.RunExport) { x.Journal[1].Text = "all fine" }},
+		{"step record edited", "seal does not match", func(x *orchestrator.RunExport) { x.Steps[0].Attempts = 9 }},
+		{"run id climbs out", "invalid run id", func(x *orchestrator.RunExport) {
+			x.Run.ID = "m1/../../../escaped"
+			for i := range x.Steps {
+				x.Steps[i].RunID = x.Run.ID
+			}
+			for i := range x.Journal {
+				x.Journal[i].RunID = x.Run.ID
+			}
+			*x = x.Sealed()
+		}},
+		{"target steps done", "linux-es is done in the file, but it runs on the target server", func(x *orchestrator.RunExport) {
+			for i := 1; i < len(x.Steps); i++ {
+				x.Steps[i].Status, x.Steps[i].Attempts = orchestrator.StepDone, 1
+			}
+			*x = x.Sealed()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := openDB(t, t.TempDir())
+			x := exportOf("m1", 3)
+			x.Steps = append([]orchestrator.StepRecord(nil), x.Steps...)
+			x.Journal = append([]orchestrator.JournalEntry(nil), x.Journal...)
+			tc.forge(&x)
+			err := d.ImportRun(x)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ImportRun: %v, want %q", err, tc.want)
+			}
+			if ids, _ := d.Runs(); len(ids) != 0 {
+				t.Errorf("runs after the refused import: %v", ids)
+			}
+			if _, err := d.ActiveRun(); !errors.Is(err, orchestrator.ErrNoActiveRun) {
+				t.Errorf("ActiveRun = %v, want none", err)
+			}
+		})
+	}
+}
+
+// Run ids from outside (a --run flag, a caller of the store) are checked
+// before they reach the file or a message.
+func TestRunIDsChecked(t *testing.T) {
+	d := openDB(t, t.TempDir())
+	if err := d.CreateRun(newUpdate("../r1", orchestrator.StatePlanned, "a")); !errors.Is(err, orchestrator.ErrInvalidRunID) {
+		t.Errorf("CreateRun(../r1) = %v, want ErrInvalidRunID", err)
+	}
+	if _, _, err := d.LoadRun("r1\x1b[2J"); !errors.Is(err, orchestrator.ErrInvalidRunID) || strings.ContainsRune(err.Error(), 0x1b) {
+		t.Errorf("LoadRun with an escape sequence = %q, want ErrInvalidRunID without the raw escape", err)
+	}
+	mustCreate(t, d, newUpdate("20261129T160000Z-a1b2c3", orchestrator.StatePlanned, "a"))
 }

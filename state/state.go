@@ -132,6 +132,9 @@ func indexKey(i uint64) []byte {
 
 // CreateRun stores a new run and makes it the active one.
 func (d *DB) CreateRun(u orchestrator.Update) error {
+	if err := orchestrator.ValidRunID(u.Run.ID); err != nil {
+		return err
+	}
 	return d.snapshotAfter(d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if active := meta.Get(keyActive); active != nil {
@@ -157,8 +160,13 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 }
 
 // ImportRun stores a run exported by another upgrader, keeping its
-// journal's sequence numbers, and makes it the active run.
+// journal's sequence numbers, and makes it the active run. The export is
+// checked first (seal, run id, progress only on the exporting server's
+// steps: RunExport.Check): the store never holds a file it would refuse.
 func (d *DB) ImportRun(x orchestrator.RunExport) error {
+	if err := x.Check(); err != nil {
+		return err
+	}
 	return d.snapshotAfter(d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if active := meta.Get(keyActive); active != nil {
@@ -286,6 +294,9 @@ func (d *DB) metaRun(key []byte) (string, error) {
 func (d *DB) LoadRun(id string) (orchestrator.Run, []orchestrator.StepRecord, error) {
 	var run orchestrator.Run
 	var recs []orchestrator.StepRecord
+	if err := orchestrator.ValidRunID(id); err != nil {
+		return run, nil, err
+	}
 	err := d.db.View(func(tx *bolt.Tx) error {
 		var err error
 		run, recs, err = loadRun(tx, id)

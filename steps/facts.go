@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -70,6 +71,12 @@ func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 		_, crtErr := os.Stat(iso + ".sha256.crt")
 		_, sigErr := os.Stat(iso + ".sha256.sig")
 		set(orchestrator.FactMediaSigned, strconv.FormatBool(crtErr == nil && sigErr == nil), iso+".sha256.{crt,sig}")
+	}
+	if p.DB.PasswordFile != "" {
+		// libpq ignores a password file others may read; the plan says so.
+		if st, err := os.Stat(p.Path(p.DB.PasswordFile)); err == nil {
+			set(orchestrator.FactDBPasswordFileMode, fmt.Sprintf("%04o", st.Mode().Perm()), p.DB.PasswordFile)
+		}
 	}
 	freeSpace(setVolatile, orchestrator.FactFreeBackup, p.Path(firstNonEmpty(p.DB.BackupDir, p.PC.BackupDir)))
 	freeSpace(setVolatile, orchestrator.FactFreeInstall, p.Path(firstNonEmpty(p.POM.Home, p.PC.Home)))

@@ -45,6 +45,8 @@ func TestGatherFacts(t *testing.T) {
 	}{
 		{"signature removed", func(tb testing.TB) { removeFile(tb, e.sim.ISO+".sha256.sig") }, orchestrator.FactMediaSigned, "false"},
 		{"ISO removed", func(tb testing.TB) { removeFile(tb, e.sim.ISO) }, orchestrator.FactMediaSize, "-1"},
+		{"password file private", func(tb testing.TB) { chmod(tb, e.path("etc/upgrader/pgpass"), 0o600) }, orchestrator.FactDBPasswordFileMode, "0600"},
+		{"password file readable by others", func(tb testing.TB) { chmod(tb, e.path("etc/upgrader/pgpass"), 0o644) }, orchestrator.FactDBPasswordFileMode, "0644"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.change(t)
@@ -68,6 +70,13 @@ func TestGatherFacts(t *testing.T) {
 func removeFile(tb testing.TB, path string) {
 	tb.Helper()
 	if err := os.Remove(path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func chmod(tb testing.TB, path string, mode os.FileMode) {
+	tb.Helper()
+	if err := os.Chmod(path, mode); err != nil {
 		tb.Fatal(err)
 	}
 }

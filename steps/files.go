@@ -10,15 +10,19 @@ import (
 	"syscall"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
 
 // hashBuf is large enough that hashing runs at the speed of SHA-256, not
 // of the read calls.
 const hashBuf = 1 << 20
 
-// HashFile returns the SHA-256 and size of a file, reporting progress.
+// HashFile returns the SHA-256 and size of a regular file, reporting
+// progress. Anything else is refused before a byte is read: a device
+// (/dev/zero) would be hashed forever, and a FIFO is opened without
+// waiting for a writer.
 func HashFile(path string, progress orchestrator.Progress) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return "", 0, err
 	}
@@ -26,6 +30,9 @@ func HashFile(path string, progress orchestrator.Progress) (string, int64, error
 	st, err := f.Stat()
 	if err != nil {
 		return "", 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("%w: %s is a %s; give a regular file", securefs.ErrNotRegular, path, securefs.TypeName(st.Mode()))
 	}
 	h := sha256.New()
 	buf := make([]byte, hashBuf)

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
 
 // MediaResult is what a media check proved.
@@ -65,6 +65,32 @@ type MediaFinding struct {
 	Detail  string `json:"detail"`
 }
 
+// Limits of the small files a media check reads: a certificate, a trust
+// anchor bundle (the system's whole CA bundle is a few hundred kB), an RSA
+// signature (512 bytes for a 4096-bit key).
+const (
+	maxCertSize = 1 << 20
+	maxSigSize  = 64 << 10
+)
+
+// CheckFiles refuses, before any check reads them, an ISO, certificate,
+// signature or trust anchor that exists but is not a regular file: a
+// device (/dev/zero) would be read forever and a FIFO would block. A file
+// that does not exist is left to the checks, which name it.
+func (m MediaCheck) CheckFiles() error {
+	for _, f := range []struct{ what, path string }{
+		{"ISO", m.ISO}, {"--cert", m.CertPath}, {"--sig", m.SigPath}, {"--trust-anchor", m.TrustAnchor},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := securefs.CheckRegular(f.path); errors.Is(err, securefs.ErrNotRegular) {
+			return fmt.Errorf("%s: %w", f.what, err)
+		}
+	}
+	return nil
+}
+
 // Run performs the check and returns the first failure as the error.
 func (m MediaCheck) Run() (MediaResult, error) {
 	res, findings := m.Checks()
@@ -98,7 +124,7 @@ func (m MediaCheck) Checks() (MediaResult, []MediaFinding) {
 		add("sha256", false, "no published SHA-256 to check against: copy it from the support site into media.sha256")
 		return MediaResult{}, out
 	}
-	st, err := os.Stat(m.ISO)
+	st, err := securefs.CheckRegular(m.ISO)
 	if err != nil {
 		add("size", false, "ISO: %v", err)
 		return MediaResult{}, out
@@ -160,7 +186,7 @@ func (m MediaCheck) Checks() (MediaResult, []MediaFinding) {
 		add("signature", false, "%s: the certificate's key is not RSA", m.CertPath)
 		return res, out
 	}
-	sig, err := os.ReadFile(m.SigPath)
+	sig, err := securefs.ReadRegular(m.SigPath, maxSigSize)
 	if err != nil {
 		add("signature", false, "signature: %v", err)
 		return res, out
@@ -198,7 +224,7 @@ func (m MediaCheck) Checks() (MediaResult, []MediaFinding) {
 // verifyChain proves the certificate was issued for code signing by one of
 // the trust anchors in the PEM file.
 func verifyChain(cert *x509.Certificate, anchorFile string) error {
-	b, err := os.ReadFile(anchorFile)
+	b, err := securefs.ReadRegular(anchorFile, maxCertSize)
 	if err != nil {
 		return fmt.Errorf("trust anchor: %w", err)
 	}
@@ -213,7 +239,7 @@ func verifyChain(cert *x509.Certificate, anchorFile string) error {
 }
 
 func readCertificate(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := securefs.ReadRegular(path, maxCertSize)
 	if err != nil {
 		return nil, fmt.Errorf("certificate: %w", err)
 	}

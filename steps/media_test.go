@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -410,5 +411,57 @@ func TestMediaChecksNamesEveryFailure(t *testing.T) {
 		if !failed[c] {
 			t.Errorf("check %s not reported as failed: %+v", c, findings)
 		}
+	}
+}
+
+// The step reads media files named by the profile: a device or a FIFO
+// where the ISO, the certificate, the signature or the trust anchor should
+// be fails its check at once, named, instead of hashing /dev/zero forever
+// or waiting on the FIFO.
+func TestMediaCheckRefusesSpecialFiles(t *testing.T) {
+	f := newMediaFixture(t, newSigner(t, "vendor"))
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, check, want string
+		m                 MediaCheck
+	}{
+		{"ISO is /dev/zero", "size", "/dev/zero is a character device", MediaCheck{ISO: "/dev/zero"}},
+		{"ISO is a FIFO", "size", "is a named pipe", MediaCheck{ISO: fifo}},
+		{"certificate is /dev/zero", "certificate", "/dev/zero is a character device", MediaCheck{ISO: f.iso, CertPath: "/dev/zero"}},
+		{"signature is a FIFO", "signature", "is a named pipe", MediaCheck{ISO: f.iso, SigPath: fifo}},
+		{"trust anchor is /dev/zero", "origin", "/dev/zero is a character device", MediaCheck{ISO: f.iso, TrustAnchor: "/dev/zero"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan []MediaFinding, 1)
+			go func() { _, fs := tc.m.Checks(); done <- fs }()
+			select {
+			case findings := <-done:
+				named := false
+				for _, fd := range findings {
+					named = named || fd.Check == tc.check && !fd.OK && strings.Contains(fd.Detail, tc.want)
+				}
+				if !named {
+					t.Errorf("no failed %s check naming %q: %+v", tc.check, tc.want, findings)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the check did not return")
+			}
+			if err := tc.m.CheckFiles(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("CheckFiles: %v", err)
+			}
+		})
+	}
+	hashed := make(chan error, 1)
+	go func() { _, _, err := HashFile(fifo, nil); hashed <- err }()
+	select {
+	case err := <-hashed:
+		if err == nil || !strings.Contains(err.Error(), "named pipe") {
+			t.Errorf("HashFile of a FIFO: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("HashFile of a FIFO did not return")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
 	"upgrader/state"
+	"upgrader/state/securefs"
 	"upgrader/steps"
 )
 
@@ -50,9 +51,9 @@ type setup struct {
 }
 
 func (a *app) loadProfile(path string) (profile.Profile, error) {
-	data, err := os.ReadFile(path)
+	data, err := securefs.ReadRegular(path, profile.MaxProfileSize)
 	if err != nil {
-		return profile.Profile{}, usagef("site profile: %v (give one with --profile)", err)
+		return profile.Profile{}, usagef("site profile: %v (give the site's profile with --profile)", err)
 	}
 	abs, _ := filepath.Abs(path)
 	p, err := profile.Decode(data, filepath.Dir(abs))
@@ -108,15 +109,18 @@ func (a *app) planHere() (setup, orchestrator.Plan, error) {
 	return s, plan, err
 }
 
+// maxAnswersSize bounds the answers file: a few attestations.
+const maxAnswersSize = 1 << 20
+
 // loadAnswers reads the answers file: gate id → attestation fields, as
 // Leapp's answerfile does, so a run can go unattended.
 func (a *app) loadAnswers() error {
 	if a.answersPath == "" {
 		return nil
 	}
-	data, err := os.ReadFile(a.answersPath)
+	data, err := securefs.ReadRegular(a.answersPath, maxAnswersSize)
 	if err != nil {
-		return usagef("answers file: %v", err)
+		return usagef("answers file: %v (give a YAML file of gate-id: {field: value})", err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

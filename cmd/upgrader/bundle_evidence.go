@@ -68,11 +68,21 @@ func (a *app) bundleEvidence(p profile.Profile) (ev bundle.Evidence, cleanup fun
 		e.note("no state yet: %s does not exist (no run was made with this state directory)", stateFile)
 	case err != nil:
 		e.note("state %s: %v", stateFile, err)
-	case a.daemonUp() && e.fromDaemon(a):
+	case e.daemonHolds(a) && e.fromDaemon(a):
 	default:
 		cleanup = e.fromCopy(stateFile)
 	}
 	return e.Evidence, cleanup
+}
+
+// daemonHolds reports whether upgrader's daemon answers on the socket; a
+// socket served by another user is noted, and never asked.
+func (e *evidence) daemonHolds(a *app) bool {
+	up, err := a.daemonUp()
+	if err != nil {
+		e.note("%v", err)
+	}
+	return up
 }
 
 // fromDaemon asks the daemon that holds the state for its run.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"upgrader/steps/bundle"
 )
 
 // canarySecret is the database password in the simulated hosts' pgpass
@@ -117,4 +120,36 @@ func TestSecretsCanaryUpgrade(t *testing.T) {
 		t.Fatalf("the children's argv and environment were not recorded: %v\n%s", err, exec)
 	}
 	canaryCheckHost(t, s)
+}
+
+// A site that wrote the database password into its backup command, in any
+// of the shapes such commands take: the support bundle's copy of the
+// profile keeps none of it (nor does any other file of the bundle).
+func TestSecretsCanaryBundleProfileCommands(t *testing.T) {
+	s := newSim(t)
+	b, err := os.ReadFile(s.profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	command := strings.Join([]string{
+		`/usr/bin/rman`, `system/` + canarySecret + `@POM`, `-p`, canarySecret, `-p` + canarySecret, `-P`, canarySecret,
+		`--password=` + canarySecret, `PASSWORD=` + canarySecret, `ALTER USER pom IDENTIFIED BY ` + canarySecret, canarySecret, `{backup}`,
+	}, `", "`)
+	prof := strings.Replace(string(b), "  kind: postgres\n", "  kind: oracle\n  backup_command: [\""+command+"\"]\n", 1)
+	if err := os.WriteFile(s.profile, []byte(prof), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.mustRun(exitOK, "plan") // the profile is accepted as it is
+	out := t.TempDir()
+	r := s.mustRun(exitOK, "bundle", "--out", out, "-o", "json")
+	canaryCheck(t, "output", "bundle output", []byte(r.stdout+r.stderr))
+	var res bundle.Result
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("result JSON: %v\n%s", err, r.stdout)
+	}
+	dir := extract(t, res.Path)
+	checkExtracted(t, res.Path, dir)
+	if copy := readFile(t, filepath.Join(dir, "upgrader/profile.yaml")); !strings.Contains(copy, "/usr/bin/rman") {
+		t.Errorf("the profile copy does not name the backup command:\n%s", copy)
+	}
 }

@@ -62,7 +62,8 @@ or a selection by process and date under selectedlogs/), the application
 server's and Tomcat's logs with -a, the MPPs' logs (CXI) with -c, and always
 upgrader's own record under upgrader/: the runs with their step records,
 journal and plan, the plan for this host now, its facts, and the site
-profile with its secrets redacted. MANIFEST lists every file with its size
+profile with its commands reduced to their program (arguments may hold a
+password). MANIFEST lists every file with its size
 and SHA-256, and every file left out with the reason.
 
 On a terminal, with none of --out, --process, --since, --until, --yes or

@@ -26,21 +26,34 @@ type client struct {
 }
 
 func (a *app) client() *client {
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", a.socket)
-	}
+	// Every connection proves who listens before a byte is sent.
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) { return api.Dial(ctx, a.socket) }
 	return &client{http: &http.Client{Transport: &http.Transport{DialContext: dial}}, path: a.socket}
 }
 
-// daemonUp reports whether a daemon answers on the socket.
-func (a *app) daemonUp() bool {
-	c, err := net.DialTimeout("unix", a.socket, time.Second)
+// daemonUp reports whether upgrader's daemon answers on the socket. A
+// socket served by another user is an error, never "no daemon": the
+// command stops there instead of quietly reading the state itself.
+func (a *app) daemonUp() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := api.Dial(ctx, a.socket)
+	if imp := (*api.ImpostorError)(nil); errors.As(err, &imp) {
+		return false, withCode(exitError, imp)
+	}
 	if err != nil {
-		return false
+		return false, nil
 	}
 	c.Close()
-	return true
+	return true, nil
+}
+
+// unreachable is the error of a request that got no answer.
+func (c *client) unreachable(err error) error {
+	if imp := (*api.ImpostorError)(nil); errors.As(err, &imp) {
+		return withCode(exitError, imp)
+	}
+	return withCode(exitError, fmt.Errorf("no upgrader daemon answers on %s: %v (start it: systemctl start upgrader)", c.path, err))
 }
 
 // call sends a request and decodes the answer; a refusal becomes an error
@@ -60,7 +73,7 @@ func (c *client) call(method, route string, body, out any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return withCode(exitError, fmt.Errorf("no upgrader daemon answers on %s: %v (start it: systemctl start upgrader)", c.path, err))
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -189,7 +202,7 @@ func (a *app) watch(cmd *cobra.Command, c *client) error {
 func (a *app) follow(c *client, printer *noticePrinter) error {
 	resp, err := c.http.Get("http://upgrader/v1/watch")
 	if err != nil {
-		return withCode(exitError, fmt.Errorf("no upgrader daemon answers on %s: %v", c.path, err))
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 	"upgrader/steps"
 )
 
@@ -81,17 +80,12 @@ A server whose model does not match is refused unless
   upgrader resume`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := os.ReadFile(args[0])
+			data, err := securefs.ReadRegular(args[0], orchestrator.MaxExportSize)
 			if err != nil {
-				return usagef("%v", err)
+				return usagef("%v (give the file 'upgrader export' wrote)", err)
 			}
-			var x orchestrator.RunExport
-			dec := json.NewDecoder(bytes.NewReader(data))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&x); err != nil {
-				return usagef("%s is not a run exported by upgrader: %v", args[0], err)
-			}
-			if err := x.Check(); err != nil {
+			x, err := orchestrator.DecodeExport(data)
+			if err != nil {
 				return usagef("%s: %v", args[0], err)
 			}
 			p, err := a.loadProfile(a.profilePath)
@@ -106,7 +100,6 @@ A server whose model does not match is refused unless
 			if err := checkImportTarget(x, host.Model(), overrides); err != nil {
 				return withCode(exitBlocked, err)
 			}
-			x.Run.Profile = absPath(a.profilePath)
 			db, err := a.openState()
 			if err != nil {
 				return err
@@ -121,7 +114,7 @@ A server whose model does not match is refused unless
 			if reason, ok := overrides["migrate-target-model"]; ok {
 				from += "; target model overridden: " + reason
 			}
-			if err := a.engine(db, host, log, nil).Import(x, actor(), from); err != nil {
+			if err := a.engine(db, host, log, nil).Import(x, absPath(a.profilePath), actor(), from); err != nil {
 				if errors.Is(err, orchestrator.ErrActiveRun) {
 					return withCode(exitError, err)
 				}

@@ -27,6 +27,9 @@ all pass, 4 when one fails, 2 on bad arguments.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m.ISO = args[0]
+			if err := m.CheckFiles(); err != nil {
+				return usagef("%v", err)
+			}
 			out := a.humanOut(cmd)
 			printer := &noticePrinter{w: out, tty: isTerminal(out)}
 			m.Progress = func(label string, done, total int64) {

@@ -19,6 +19,10 @@ func (a *app) loadRun(runFlag string) (*state.DB, orchestrator.Run, []orchestrat
 		return nil, orchestrator.Run{}, nil, err
 	}
 	id := runFlag
+	if err := orchestrator.ValidRunID(id); id != "" && err != nil {
+		db.Close()
+		return nil, orchestrator.Run{}, nil, usagef("--run: %v", err)
+	}
 	if id == "" {
 		if id, err = db.ActiveRun(); errors.Is(err, orchestrator.ErrNoActiveRun) {
 			id, err = db.LatestRun()
@@ -64,7 +68,11 @@ func newStatusCmd(a *app) *cobra.Command {
   upgrader status -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runID == "" && a.daemonUp() {
+			up, err := a.daemonUp()
+			if err != nil {
+				return err
+			}
+			if runID == "" && up {
 				// The daemon holds the state: ask it.
 				var st api.Status
 				if err := a.client().call("GET", "/v1/status", nil, &st); err != nil {
@@ -106,7 +114,11 @@ func newJournalCmd(a *app) *cobra.Command {
   upgrader journal --after 12 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if runID == "" && a.daemonUp() {
+			up, err := a.daemonUp()
+			if err != nil {
+				return err
+			}
+			if runID == "" && up {
 				var entries []orchestrator.JournalEntry
 				if err := a.client().call("GET", fmt.Sprintf("/v1/journal?after=%d", after), nil, &entries); err != nil {
 					return err

@@ -279,3 +279,74 @@ func TestDaemonDamagedStateNeedsOperator(t *testing.T) {
 		t.Fatal("the damaged state file was changed")
 	}
 }
+
+// A local user who can write the socket's folder puts their own server
+// where the daemon's socket was: root's client refuses to talk to it,
+// names its uid, and sends it nothing (no request, no attestation).
+func TestClientRefusesSocketOfAnotherUser(t *testing.T) {
+	s := newSim(t)
+	for _, dir := range []string{filepath.Dir(s.dir), s.dir} {
+		os.Chmod(dir, 0o755) // so that uid 65534 reaches its folder
+	}
+	bin := filepath.Join(s.dir, "bin")
+	os.Mkdir(bin, 0o755)
+	impostor := filepath.Join(bin, "impostor")
+	if out, err := exec.Command("go", "build", "-o", impostor, "./testdata/impostor").CombinedOutput(); err != nil {
+		t.Fatalf("build the impostor: %v\n%s", err, out)
+	}
+	run := filepath.Dir(s.socketPath())
+	os.Mkdir(run, 0o755)
+	os.Chown(run, 65534, 65534)
+	// The daemon itself refuses that folder.
+	if r := s.run("daemon", "--socket", s.socketPath()); r.code != exitError || !strings.Contains(r.stderr, "belongs to uid 65534") {
+		t.Fatalf("daemon with its socket in a folder of uid 65534: exit %d\n%s", r.code, r.stderr)
+	}
+	record := filepath.Join(s.dir, "impostor.out")
+	out, err := os.Create(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	c := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", impostor, s.socketPath())
+	c.Stdout, c.Stderr = out, out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for b, _ := os.ReadFile(record); !bytes.Contains(b, []byte("listening as uid 65534")); b, _ = os.ReadFile(record) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the impostor never listened: %s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, args := range [][]string{
+		{"status"},
+		{"journal"},
+		{"watch"},
+		{"confirm", "backup-db", "--attest", "backup_path=/backup/pom.dmp"},
+		{"start", "--yes"},
+	} {
+		r := s.run(append(args, "--socket", s.socketPath())...)
+		if args[0] == "status" {
+			t.Logf("upgrader status beside the impostor: %s", r.stderr)
+		}
+		if r.code != exitError || !strings.Contains(r.stderr, "uid 65534") || !strings.Contains(r.stderr, s.socketPath()) {
+			t.Errorf("upgrader %s beside the impostor: exit %d, want %d naming uid 65534 and the socket\nstdout: %s\nstderr: %s",
+				args[0], r.code, exitError, r.stdout, r.stderr)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // the impostor waits 1 s for more
+	c.Process.Kill()
+	c.Wait()
+	b, _ := os.ReadFile(record)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")[1:]
+	if len(lines) == 0 {
+		t.Fatal("no client connected to the impostor: the test proves nothing")
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, `received 0 bytes`) {
+			t.Errorf("the impostor got something: %s", l)
+		}
+	}
+}

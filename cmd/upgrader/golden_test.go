@@ -153,6 +153,7 @@ var goldenCases = []goldenCase{
 	{name: "pom-upgrade-media-unsigned", host: "pom", assume: []string{"media.iso.signed=false"}},
 	{name: "pom-upgrade-media-sum-missing-blocked", host: "pom",
 		profile: func(p *profile.Profile) { p.Media.SHA256 = "" }},
+	{name: "pom-upgrade-password-file-open-to-others", host: "pom", assume: []string{"db.password_file.mode=0644"}},
 	{name: "pom-upgrade-backup-space-blocked", host: "pom", assume: []string{"db.size=10737418240", "disk.free.backup=" + gib}},
 	{name: "pom-upgrade-five-mpps-long-names", host: "pom", profile: func(p *profile.Profile) {
 		for _, n := range []string{"mpp3", "mpp-east-datacenter-rack-12-unit-7", "mpp-west"} {

@@ -53,6 +53,9 @@ func FuzzDecodeRequest(f *testing.F) {
 		if code != http.StatusOK || len(body) > MaxRequest {
 			t.Fatalf("accepted %d bytes with %d", len(body), code)
 		}
+		if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' {
+			t.Fatalf("accepted a body that is not a JSON object: %.80q", body)
+		}
 		if err := v.Check(); err != nil {
 			t.Fatalf("accepted, but Check says %v", err)
 		}

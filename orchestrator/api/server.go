@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
 
 // MaxRequest bounds a request body: every request is a few fields.
@@ -161,8 +162,13 @@ func DecodeRequest(body []byte, v Request) (int, error) {
 	if len(body) > MaxRequest {
 		return http.StatusRequestEntityTooLarge, fmt.Errorf("request larger than %d bytes: send only the request's fields", MaxRequest)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	switch trimmed := bytes.TrimSpace(body); {
+	case len(trimmed) == 0:
 		return http.StatusBadRequest, errors.New("bad request: empty body; send a JSON object ({} when there is nothing to say)")
+	case string(trimmed) == "null":
+		// encoding/json decodes null into a struct as "nothing to set":
+		// without this, null would pass for {} (and start a run).
+		return http.StatusBadRequest, errors.New("bad request: null is not a request: send a JSON object ({} when there is nothing to say)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -475,18 +481,17 @@ func (s *Server) abort(w http.ResponseWriter, r *http.Request, p Peer) {
 	writeJSON(w, http.StatusOK, map[string]string{"aborted": "yes"})
 }
 
-// Listen opens the socket: its directory is made 0700 (or must be owned by
-// root and not writable by others), a symlink at the path is refused, and a
-// stale socket left by a dead daemon is replaced; a live one is not.
+// Listen opens the socket. Its directory, and every one above it, must be
+// root's and not writable by others (securefs.CheckDir); a missing one is
+// made 0700. Whoever can write the directory could move the socket aside
+// and listen in its place, so a directory of another user is refused
+// whatever its mode. A root-owned 0750 or 0755 directory (the unit's
+// RuntimeDirectoryMode for --group) is fine: the socket's own mode is the
+// gate. A symlink at the path is refused, and a stale socket left by a
+// dead daemon is replaced; a live one is not.
 func Listen(path string, group int) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory (a symlink?): refusing to put the control socket there; remove it", dir)
-	} else if st.Mode().Perm()&0o022 != 0 {
-		return nil, fmt.Errorf("%s is writable by others (%v): refusing to put the control socket there", dir, st.Mode().Perm())
+	if err := securefs.MkdirPrivate(filepath.Dir(path), "socket directory"); err != nil {
+		return nil, fmt.Errorf("refusing to put the control socket there: %w", err)
 	}
 	if st, err := os.Lstat(path); err == nil {
 		switch {
@@ -606,6 +611,43 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	c.pending, c.handler = 0, false
 	c.mu.Unlock()
 	return c.Conn.Write(b)
+}
+
+// ImpostorError says the process that listens on the control socket is
+// neither root nor the client's own user: not upgrader's daemon.
+type ImpostorError struct {
+	Path     string
+	UID, PID int
+}
+
+func (e *ImpostorError) Error() string {
+	return fmt.Sprintf("the control socket %s is served by uid %d (pid %d), not root: not upgrader's daemon, nothing was sent to it; "+
+		"stop that process, check who can write %s, then start upgrader's daemon (systemctl restart upgrader)",
+		e.Path, e.UID, e.PID, filepath.Dir(e.Path))
+}
+
+// Dial connects to the control socket at path and proves who listens
+// there before the caller sends a byte: the listener's uid (SO_PEERCRED
+// on the client's side) must be root's, as the daemon runs as root, or the
+// client's own (a daemon a user runs for themselves: tests, a non-root
+// trial). Anyone else who put a socket there would read what the client
+// sends (attestations) and could answer with a forged status.
+func Dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := peerOf(c)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: cannot tell who listens: %w", path, err)
+	}
+	if p.UID != 0 && p.UID != os.Geteuid() {
+		c.Close()
+		return nil, &ImpostorError{Path: path, UID: p.UID, PID: p.PID}
+	}
+	return c, nil
 }
 
 func peerOf(c net.Conn) (Peer, error) {

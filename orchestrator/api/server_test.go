@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,7 +228,9 @@ func TestHostileAPI(t *testing.T) {
 		{name: "unknown field", raw: post("/v1/skip", `{"step": "x", "reason": "r", "force": true}`), code: 400, want: `unknown field "force"`},
 		{name: "two objects", raw: post("/v1/abort", `{"reason": "a"} {"reason": "b"}`), code: 400, want: "more after the JSON object"},
 		{name: "garbage after the object", raw: post("/v1/abort", `{"reason": "a"}]`), code: 400, want: "more after the JSON object"},
-		{name: "null", raw: post("/v1/abort", `null`), code: 400, want: "abort needs a reason"},
+		{name: "null", raw: post("/v1/abort", `null`), code: 400, want: "null is not a request"},
+		{name: "null start", raw: post("/v1/start", `null`), code: 400, want: "null is not a request: send a JSON object"},
+		{name: "null retry", raw: post("/v1/retry", `null`), code: 400, want: "null is not a request: send a JSON object"},
 		{name: "abort without a reason", raw: post("/v1/abort", `{}`), code: 400, want: "abort needs a reason"},
 		{name: "skip without a step", raw: post("/v1/skip", `{"reason": "r"}`), code: 400, want: "skip needs the step and a reason"},
 		{name: "confirm without a step", raw: post("/v1/confirm", `{}`), code: 400, want: "confirm needs the step"},
@@ -276,7 +280,7 @@ func TestHostileAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"symlinked socket folder", "is not a directory", func(t *testing.T, path string) {
+		{"symlinked socket folder", "is a symlink", func(t *testing.T, path string) {
 			if err := os.Symlink(t.TempDir(), filepath.Dir(path)); err != nil {
 				t.Fatal(err)
 			}
@@ -284,6 +288,24 @@ func TestHostileAPI(t *testing.T) {
 		{"socket folder writable by others", "is writable by others", func(t *testing.T, path string) {
 			os.MkdirAll(filepath.Dir(path), 0o700)
 			os.Chmod(filepath.Dir(path), 0o777)
+		}},
+		// Another user who owns the folder can move root's socket aside and
+		// listen there in its place, whatever the folder's mode.
+		{"socket folder of another user (0755)", "socket directory " + "%DIR%" + " belongs to uid 65534", func(t *testing.T, path string) {
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			os.Chown(filepath.Dir(path), 65534, 65534)
+		}},
+		{"socket folder of another user (0700)", "belongs to uid 65534", func(t *testing.T, path string) {
+			os.MkdirAll(filepath.Dir(path), 0o700)
+			os.Chown(filepath.Dir(path), 65534, 65534)
+		}},
+		{"socket folder inside another user's folder", "belongs to uid 65534", func(t *testing.T, path string) {
+			os.MkdirAll(filepath.Dir(path), 0o700)
+			os.Chown(filepath.Dir(filepath.Dir(path)), 65534, 65534)
+		}},
+		{"socket folder writable by its group", "is writable by others", func(t *testing.T, path string) {
+			os.MkdirAll(filepath.Dir(path), 0o700)
+			os.Chmod(filepath.Dir(path), 0o770)
 		}},
 		{"a file at the socket path", "exists and is not a socket", func(t *testing.T, path string) {
 			os.MkdirAll(filepath.Dir(path), 0o700)
@@ -316,8 +338,8 @@ func TestHostileAPI(t *testing.T) {
 				l.Close()
 				t.Fatal("Listen accepted the path")
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Listen: %v, want %q", err, tc.want)
+			if want := strings.ReplaceAll(tc.want, "%DIR%", filepath.Dir(path)); !strings.Contains(err.Error(), want) {
+				t.Fatalf("Listen: %v, want %q", err, want)
 			}
 			if after, _ := os.Lstat(path); (before == nil) != (after == nil) || (before != nil && !os.SameFile(before, after)) {
 				t.Fatal("the socket path was changed")
@@ -420,10 +442,132 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"reason": "` + strings.Repeat("r", 4097) + `"}`, &AbortRequest{}, 400, "more than 4096"},
 		{`{"reason": "a\u202eb"}`, &AbortRequest{}, 400, "U+202E"},
 		{strings.Repeat(" ", MaxRequest) + "{}", &retryRequest{}, 413, "larger than"},
+		{`null`, &StartRequest{}, 400, "null is not a request: send a JSON object"},
+		{" null\n", &retryRequest{}, 400, "null is not a request"},
+		{`null`, &ConfirmRequest{}, 400, "null is not a request"},
 	} {
 		code, err := DecodeRequest([]byte(tc.body), tc.v)
 		if code != tc.code || (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("DecodeRequest(%.60q) = %d, %v; want %d %q", tc.body, code, err, tc.code, tc.want)
 		}
+	}
+}
+
+// listenAs listens on path as another user, on one locked thread as
+// dialAs does: the kernel records the listener's credentials at listen(),
+// and they are what a client's SO_PEERCRED reads. It returns what each
+// connection received before its client closed it.
+func listenAs(t *testing.T, path string, uid, gid int) <-chan string {
+	t.Helper()
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		setres := func(call uintptr, id int) error {
+			if _, _, e := unix.RawSyscall(call, ^uintptr(0), uintptr(id), ^uintptr(0)); e != 0 {
+				return e
+			}
+			return nil
+		}
+		if err := setres(unix.SYS_SETRESGID, gid); err != nil {
+			ch <- result{-1, err}
+			return
+		}
+		if err := setres(unix.SYS_SETRESUID, uid); err != nil {
+			ch <- result{-1, err}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			if err = unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err == nil {
+				err = unix.Listen(fd, 8)
+			}
+		}
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("listen as uid %d: %v", uid, r.err)
+	}
+	f := os.NewFile(uintptr(r.fd), "impostor")
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	got := make(chan string, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, _ := io.ReadAll(c)
+			c.Close()
+			got <- string(b)
+		}
+	}()
+	return got
+}
+
+// The client proves who listens before it sends a byte: root's daemon is
+// accepted; a socket another user put in its place is refused, named by
+// its uid, and receives nothing.
+func TestDialChecksWhoListens(t *testing.T) {
+	c, err := Dial(context.Background(), serve(t))
+	if err != nil {
+		t.Fatalf("root's daemon refused: %v", err)
+	}
+	c.Close()
+
+	dir := filepath.Join(t.TempDir(), "run")
+	os.Mkdir(dir, 0o755)
+	os.Chown(dir, 65534, 65534)
+	path := filepath.Join(dir, "upgrader.sock")
+	got := listenAs(t, path, 65534, 65534)
+	c, err = Dial(context.Background(), path)
+	if err == nil {
+		io.WriteString(c, "POST /v1/confirm HTTP/1.1\r\n") // what a client would send next
+		c.Close()
+		t.Error("Dial accepted a socket served by uid 65534")
+	} else if imp := (*ImpostorError)(nil); !errors.As(err, &imp) || imp.UID != 65534 ||
+		!strings.Contains(err.Error(), "uid 65534") || !strings.Contains(err.Error(), path) {
+		t.Errorf("Dial: %v; want an ImpostorError naming uid 65534 and the socket", err)
+	}
+	select {
+	case b := <-got:
+		if b != "" {
+			t.Errorf("the impostor received %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the impostor never saw the connection")
+	}
+}
+
+// The unit's --group setup: the runtime directory root's and 0750 or 0755
+// (so the group reaches the socket), the socket root:GROUP 0660.
+func TestListenGroupDirectory(t *testing.T) {
+	for _, mode := range []os.FileMode{0o750, 0o755} {
+		dir := filepath.Join(t.TempDir(), "run")
+		os.Mkdir(dir, mode)
+		os.Chmod(dir, mode)
+		path := filepath.Join(dir, "upgrader.sock")
+		l, err := Listen(path, 100)
+		if err != nil {
+			t.Fatalf("Listen in a root-owned %04o directory: %v", mode, err)
+		}
+		st, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o660 || st.Sys().(*syscall.Stat_t).Gid != 100 {
+			t.Errorf("socket mode %v gid %d, want 0660 and gid 100", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid)
+		}
+		l.Close()
 	}
 }

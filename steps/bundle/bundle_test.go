@@ -422,7 +422,7 @@ func TestBundleSimHostCanary(t *testing.T) {
 		}
 	}
 	prof := u.files["upgrader/profile.yaml"]
-	for _, s := range []string{"password_file: /etc/upgrader/pgpass", "--db-password=" + Redacted, "site: sim-pom-01"} {
+	for _, s := range []string{"password_file: /etc/upgrader/pgpass", "- /sim/bin/pom-installer\n", "- '[4 arguments withheld]'\n", "site: sim-pom-01"} {
 		if !strings.Contains(prof, s) {
 			t.Errorf("profile.yaml lacks %q:\n%s", s, prof)
 		}
@@ -432,10 +432,40 @@ func TestBundleSimHostCanary(t *testing.T) {
 	}
 }
 
-func TestRedactArgv(t *testing.T) {
-	got := redactArgv([]string{"/usr/bin/tool", "--password", "p1", "PGPASSWORD=p2", "--token=p3", "--user", "pom", "-pwd", "p4"})
-	want := []string{"/usr/bin/tool", "--password", Redacted, "PGPASSWORD=" + Redacted, "--token=" + Redacted, "--user", "pom", "-pwd", Redacted}
-	if !slices.Equal(got, want) {
-		t.Errorf("redactArgv = %q\nwant %q", got, want)
+// Every way a site writes a credential into a command line stays out of
+// the profile copy: flags with the value glued or after them, connect
+// strings, SQL, environment-style assignments, and a plain positional
+// password that no pattern could tell from any other argument.
+func TestRedactedProfileCommands(t *testing.T) {
+	const secret = "S3cr3t-pw"
+	forms := map[string][]string{
+		"user/pass@db":     {"/usr/bin/rman", "target", "system/" + secret + "@POM"},
+		"-p pass":          {"/usr/bin/mysqldump", "-u", "pom", "-p", secret},
+		"-pPASS":           {"/usr/bin/mysqldump", "-upom", "-p" + secret},
+		"-P pass":          {"/opt/mssql-tools/bin/sqlcmd", "-U", "sa", "-P", secret},
+		"--password=x":     {"/usr/local/bin/backup", "--password=" + secret},
+		"--password x":     {"/usr/local/bin/backup", "--password", secret},
+		"PASSWORD=x":       {"/usr/bin/env", "PASSWORD=" + secret, "/usr/local/bin/backup"},
+		"IDENTIFIED BY x":  {"/usr/bin/sqlplus", "-S", "/ as sysdba", "ALTER USER pom IDENTIFIED BY " + secret},
+		"identified by x":  {"/usr/bin/sqlplus", "alter user pom identified by", secret},
+		"positional":       {"/usr/local/bin/site-backup.sh", "pom", secret, "{backup}"},
+		"token in a URL":   {"/usr/bin/curl", "https://pom:" + secret + "@backup.example/put"},
+		"secret in argv 1": {"/usr/local/bin/backup", secret},
+	}
+	for name, argv := range forms {
+		t.Run(name, func(t *testing.T) {
+			p := profile.Profile{Site: "s", DB: profile.DB{Kind: "oracle", BackupCommand: argv}, POM: profile.POM{Installer: argv},
+				PC: profile.PC{Installers: map[string][]string{"dialer-4.1.2": argv}, Backup: argv}}
+			red, err := RedactedProfile(p, "/etc/upgrader/site.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(red), secret) {
+				t.Fatalf("the secret is in the profile copy:\n%s", red)
+			}
+			if !strings.Contains(string(red), argv[0]) {
+				t.Errorf("the program %s is not named:\n%s", argv[0], red)
+			}
+		})
 	}
 }
