@@ -132,7 +132,7 @@ func (a *app) resume(cmd *cobra.Command, db *state.DB, id string, replan bool) e
 	if err != nil {
 		return withCode(exitBlocked, err)
 	}
-	host := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+	host := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
 	if rebuilt.Fingerprint != run.Plan.Fingerprint {
 		diff := orchestrator.DiffPlans(run.Plan, rebuilt)
 		if !replan {
@@ -152,6 +152,10 @@ func (a *app) resume(cmd *cobra.Command, db *state.DB, id string, replan bool) e
 	fmt.Fprintf(a.humanOut(cmd), "Resuming run %s (%s), state %s\n", run.ID, run.Plan.Procedure, run.State)
 	return a.execute(cmd, db, host, rebuilt, run.ID)
 }
+
+// jobsDir is where the steps' long children keep their logs and records:
+// upgrader's own bookkeeping, in the state directory.
+func (a *app) jobsDir() string { return filepath.Join(a.stateDir, "jobs") }
 
 // humanOut is where progress and plans go: stdout for text, stderr when
 // stdout carries JSON for a machine.

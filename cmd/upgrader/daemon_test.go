@@ -20,7 +20,8 @@ import (
 type daemonProc struct {
 	cmd    *exec.Cmd
 	socket string
-	log    *bytes.Buffer
+	log    *syncBuffer
+	exited *exitWatch
 }
 
 func (s *sim) socketPath() string { return filepath.Join(s.dir, "run", "upgrader.sock") }
@@ -28,14 +29,22 @@ func (s *sim) socketPath() string { return filepath.Join(s.dir, "run", "upgrader
 // startDaemon starts the daemon and waits for its socket to answer.
 func (s *sim) startDaemon(t *testing.T, env ...string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{socket: s.socketPath(), log: &bytes.Buffer{}}
-	d.cmd = s.cmd("daemon", "--socket", d.socket)
+	return s.startDaemonWith(t, nil, env...)
+}
+
+// startDaemonWith starts the daemon with more arguments (--with, which it
+// plans with).
+func (s *sim) startDaemonWith(t *testing.T, args []string, env ...string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{socket: s.socketPath(), log: &syncBuffer{}}
+	d.cmd = s.cmd(append([]string{"daemon", "--socket", d.socket}, args...)...)
 	d.cmd.Env = append(d.cmd.Env, env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	d.exited = watchExit(d.cmd)
 	t.Cleanup(func() { d.kill() })
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -49,11 +58,28 @@ func (s *sim) startDaemon(t *testing.T, env ...string) *daemonProc {
 	return nil
 }
 
-// kill sends SIGKILL to the daemon and what it started, as a crash would.
+// kill sends SIGKILL to the daemon's process group, as a crash would
+// (the jobs it started have sessions of their own).
 func (d *daemonProc) kill() {
-	if d.cmd.Process != nil {
+	if !d.exited.done() {
 		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-		d.cmd.Wait()
+	}
+	<-d.exited.ch
+}
+
+// stop asks the daemon to stop (SIGTERM, as systemctl stop does) and waits
+// for a clean exit.
+func (d *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited.ch:
+		if !d.cmd.ProcessState.Success() {
+			t.Errorf("the daemon did not exit cleanly: %v\n%s", d.cmd.ProcessState, d.log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the daemon did not stop on SIGTERM:\n%s", d.log)
+		d.kill()
 	}
 }
 
@@ -228,18 +254,10 @@ func TestDaemonSIGTERMLeavesStepToProbe(t *testing.T) {
 	if !waitFile(t, paused, 30*time.Second) {
 		t.Fatalf("never reached pg_dump:\n%s", d.log)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the daemon did not exit cleanly: %v\n%s", err, d.log)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the daemon did not stop on SIGTERM:\n%s", d.log)
+	d.stop(t)
+	if t.Failed() {
+		t.FailNow()
 	}
-	d.cmd.Process = nil // already reaped
 	killToolGroup(t, paused)
 	os.Remove(paused)
 	if _, err := os.Stat(s.socketPath()); !os.IsNotExist(err) {
