@@ -433,7 +433,9 @@ func materialIDs(spec StepSpec) string {
 func (e *Engine) failOrCancel(ctx, stepCtx context.Context, run *Run, recs []StepRecord, rec StepRecord, serr *StepError) error {
 	if stepCtx.Err() != nil || errors.Is(serr, ErrDetached) {
 		e.Log.Warn().Str("step", serr.Step).Err(serr.Err).Msg("interrupted: the step will be probed when the run resumes")
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && errors.Is(serr, ErrDetached) {
+			return fmt.Errorf("%w (%w)", ctx.Err(), serr)
+		} else if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return serr

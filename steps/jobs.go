@@ -23,9 +23,13 @@ type jobRun struct {
 	// rerun says an interrupted run may simply be started again: the tool
 	// only reads the product and writes a file upgrader discards, or the
 	// service manager converges. Never a vendor installer.
-	rerun   bool
-	private bool          // what it writes is for root only (a backup: umask 077)
-	timeout time.Duration // from the command's start; 0 for none
+	rerun bool
+	// converges says the caller runs the job only when the host is not as
+	// wanted (a service's status): a job an earlier process saw end is
+	// never taken for this one's result, a new one runs.
+	converges bool
+	private   bool          // what it writes is for root only (a backup: umask 077)
+	timeout   time.Duration // from the command's start; 0 for none
 	// prepare runs before a new start, never before following a job that
 	// an earlier process started.
 	prepare func() error
@@ -83,11 +87,15 @@ func (h *Host) runJob(ctx context.Context, sc orchestrator.StepContext, j jobRun
 		}
 		switch {
 		case info.State.Live():
-			msg := fmt.Sprintf("%s started earlier is still running (pid %d): following it to its end; its log: %s", j.what, info.Pid, info.Log)
+			pid := fmt.Sprintf("pid %d", info.Pid)
+			if info.Pid == 0 {
+				pid = "its supervisor is starting it"
+			}
+			msg := fmt.Sprintf("%s started earlier is still running (%s): following it to its end; its log: %s", j.what, pid, info.Log)
 			sc.Log.Info().Str("job", key).Int("pid", info.Pid).Msg(msg)
 			sc.Progress(msg, 0, 0)
 			return h.follow(ctx, sc, j, key, true)
-		case sc.Resumed && info.State == job.Ended:
+		case sc.Resumed && info.State == job.Ended && !j.converges:
 			sc.Log.Info().Str("job", key).Str("status", info.Status.String()).Str("log", info.Log).
 				Msg(j.what + " ended while no upgrader was following it")
 			return h.follow(ctx, sc, j, key, false)

@@ -87,7 +87,8 @@ func (s services) Apply(ctx context.Context, sc orchestrator.StepContext) error 
 	for _, n := range s.names(sc) {
 		// A start or stop an earlier upgrader left running is followed to
 		// its end, never run again beside it.
-		live, err := s.h.jobLive(sc, n)
+		name := verb + "-" + n
+		live, err := s.h.jobLive(sc, name)
 		if err != nil {
 			return err
 		}
@@ -101,7 +102,7 @@ func (s services) Apply(ctx context.Context, sc orchestrator.StepContext) error 
 			}
 		}
 		sc.Log.Info().Str("service", n).Msg(verb)
-		err = s.h.runJob(ctx, sc, jobRun{name: n, what: verb + " " + n, argv: s.serviceArgv(n, verb), rerun: true,
+		err = s.h.runJob(ctx, sc, jobRun{name: name, what: verb + " " + n, argv: s.serviceArgv(n, verb), rerun: true, converges: true,
 			line: func(l string) { sc.Log.Info().Str("service", n).Str("output", l).Send() }})
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", verb, n, err)

@@ -25,7 +25,7 @@ run() { # title, go test arguments...
 run "corrupt state" ./state/ -run 'TestCorruptStateDetectedAtOpen|TestSnapshotAfterEachCompletedStep|TestOpenSchema|TestOpenDamagedFile'
 run "lifecycle model" ./orchestrator/ -run 'TestLifecycleModel'
 run "hostile input" ./steps/... ./orchestrator/... -run 'Hostile|Refuses|Limits|MPPConfigReplaced'
-run "crashes, torn artifacts, secrets" ./cmd/upgrader/ -run 'TestFaultPointsEveryProcedure|TestFaultDoubleCrash|TestCrashResumeEveryPoint|TestTornArtifacts|TestRestoreStateAfterDamage|TestSecretsCanary|TestDaemon'
+run "crashes, upgrader killed alone, torn artifacts, secrets" ./cmd/upgrader/ -run 'TestFaultPointsEveryProcedure|TestFaultDoubleCrash|TestCrashResumeEveryPoint|TestUpgraderKilledAlone|TestTornArtifacts|TestRestoreStateAfterDamage|TestSecretsCanary|TestDaemon'
 
 # Fuzzing: every target for a bounded time.
 echo "== fuzzing ($fuzztime per target)"
@@ -50,7 +50,7 @@ echo "fuzzing: $targets targets ($fuzztime each, seed corpora in testdata/fuzz),
 
 echo
 echo "== summary"
-for family in 'fault points' 'double crash' 'mid-effect kills' 'corrupt state' 'torn artifacts' 'lifecycle model' 'fuzzing' 'hostile input' 'secrets canary'; do
+for family in 'fault points' 'double crash' 'mid-effect kills' 'upgrader killed alone' 'corrupt state' 'torn artifacts' 'lifecycle model' 'fuzzing' 'hostile input' 'secrets canary'; do
 	grep -E "^$family( \([^)]*\))?: " "$log" | sort -u
 done
 if [ $failed -ne 0 ]; then

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,16 +50,17 @@ type aloneCase struct {
 	sc   scenario
 	tool string
 	hold string // the checkpoint the tool is held at until upgrader is back
-	// appear kills upgrader as soon as the tool's process exists (before
-	// upgrader could record anything), not once the tool is held.
-	appear bool
+	// appear kills upgrader as soon as a process appears, not once the
+	// tool is held: "tool" (the tool's own process) or "supervisor" (the
+	// supervisor upgrader starts it under, before the tool exists).
+	appear string
 	how    string // sigkill, sighup, daemon
 }
 
 func (c aloneCase) String() string {
 	at := c.hold
-	if c.appear {
-		at = "appear-" + c.tool
+	if c.appear != "" {
+		at = "appear-" + c.appear + "-" + c.tool
 	}
 	return fmt.Sprintf("%s_%s_%s", c.sc.name, strings.ReplaceAll(at, ":", "@"), c.how)
 }
@@ -72,7 +74,9 @@ func aloneCases() []aloneCase {
 	for _, how := range []string{"sigkill", "sighup", "daemon"} {
 		for _, at := range aloneTools {
 			sc := byName[at.scenario]
-			cases = append(cases, aloneCase{sc: sc, tool: at.tool, hold: at.points[0], appear: true, how: how})
+			for _, appear := range []string{"supervisor", "tool"} {
+				cases = append(cases, aloneCase{sc: sc, tool: at.tool, hold: at.points[0], appear: appear, how: how})
+			}
 			for _, p := range at.points {
 				cases = append(cases, aloneCase{sc: sc, tool: at.tool, hold: p, how: how})
 			}
@@ -88,7 +92,7 @@ func aloneSample(rng *rand.Rand, all []aloneCase) []aloneCase {
 	var out []aloneCase
 	seen := map[string]bool{}
 	for _, c := range all {
-		keys := []string{c.how, c.sc.name, fmt.Sprint(c.appear)}
+		keys := []string{c.how, c.sc.name, "appear:" + c.appear}
 		fresh := false
 		for _, k := range keys {
 			fresh = fresh || !seen[k]
@@ -99,7 +103,7 @@ func aloneSample(rng *rand.Rand, all []aloneCase) []aloneCase {
 				seen[k] = true
 			}
 		}
-		if len(out) >= 6 && len(seen) >= 3+3+2 {
+		if len(out) >= 6 && len(seen) >= 3+3+3 {
 			break
 		}
 	}
@@ -179,8 +183,11 @@ func killAlone(t *testing.T, c aloneCase) *sim {
 	// The kill.
 	var out syncBuffer
 	reached := func() bool {
-		if c.appear {
+		switch c.appear {
+		case "tool":
 			return len(toolPids(s, toolPath)) > 0
+		case "supervisor":
+			return len(supervisorPids(s, toolPath)) > 0
 		}
 		return fileExists(held)
 	}
@@ -362,6 +369,28 @@ func toolPids(s *sim, path string) []int {
 			if string(a) == path {
 				pids = append(pids, pid)
 			}
+		}
+	}
+	return pids
+}
+
+// supervisorPids lists the job supervisors of s that run the tool at path
+// ("upgrader __job supervise DIR KEY ... -- ARGV").
+func supervisorPids(s *sim, path string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 4 && args[1] == "__job" && args[2] == "supervise" && args[3] == filepath.Join(s.state, "jobs") && slices.Contains(args, path) {
+			pids = append(pids, pid)
 		}
 	}
 	return pids

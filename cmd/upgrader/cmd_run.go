@@ -205,7 +205,11 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 	outcome, err := eng.Execute(ctx, runID, orchestrator.ExecOptions{Actor: who, Retry: true, Confirm: a.confirmer(cmd, out), Role: host.Role})
 	printer.endBar()
 	if err != nil {
-		if ctx.Err() != nil {
+		var serr *orchestrator.StepError
+		if ctx.Err() != nil && errors.Is(err, orchestrator.ErrDetached) && errors.As(err, &serr) {
+			// The step's work (an installer) goes on: say where.
+			return withCode(exitError, fmt.Errorf("interrupted: run %s stopped; %v", runID, serr.Err))
+		} else if ctx.Err() != nil {
 			return withCode(exitError, fmt.Errorf("interrupted: run %s stopped; 'upgrader resume' carries on", runID))
 		}
 		if errors.Is(err, orchestrator.ErrAttestation) {
