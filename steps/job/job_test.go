@@ -302,3 +302,19 @@ func TestJobPrivateUmask(t *testing.T) {
 		}
 	}
 }
+
+// The supervisor refuses to run a command without the job's lock: run by
+// hand, it would be a job nobody can see.
+func TestSupervisorNeedsItsLock(t *testing.T) {
+	d := newDir(t)
+	os.MkdirAll(string(d), 0o700)
+	os.WriteFile(d.path("x-1", ".lock"), nil, 0o600)
+	c := exec.Command("/proc/self/exe", Arg, "supervise", string(d), "x-1", "--", "/usr/bin/touch", filepath.Join(string(d), "ran"))
+	out, err := c.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "does not hold its lock") {
+		t.Fatalf("supervisor without its lock: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(string(d), "ran")); err == nil {
+		t.Error("the command ran")
+	}
+}

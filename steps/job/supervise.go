@@ -48,6 +48,14 @@ func supervise(d Dir, key string, argv []string) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE, syscall.SIGTERM)
 	lock := os.NewFile(3, "job lock")
 	defer runtime.KeepAlive(lock)
+	// fd 3 must be the job's lock, locked: without it nobody could tell the
+	// job runs, so nothing is started.
+	var held, file unix.Stat_t
+	if unix.Fstat(3, &held) != nil || unix.Lstat(d.path(key, ".lock"), &file) != nil || held.Dev != file.Dev || held.Ino != file.Ino ||
+		unix.Flock(3, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		fmt.Fprintf(os.Stderr, "upgrader: job %s not started: it does not hold its lock\n", key)
+		return 2
+	}
 	// The command gets stdin, stdout and stderr only: never the lock (what
 	// it leaves behind, a daemon, would hold the job "alive" for good), nor
 	// a descriptor upgrader inherited from its own parent.
