@@ -121,7 +121,7 @@ func TestUpgraderKilledAlone(t *testing.T) {
 	var tried, identical, interrupted, twice int
 	per := map[string]int{}
 	t.Cleanup(func() {
-		fmt.Printf("upgrader killed alone: %d tried (%d SIGKILL, %d SIGHUP, %d daemon -9; seed %d), %d resumed identically, %d installers interrupted, %d run twice\n",
+		fmt.Printf("upgrader killed alone: %d tried (%d SIGKILL, %d SIGHUP, %d daemon -9; seed %d), %d resumed identically, %d tools interrupted, %d run twice\n",
 			tried, per["sigkill"], per["sighup"], per["daemon"], seed, identical, interrupted, twice)
 	})
 	for _, c := range cases {
