@@ -242,6 +242,7 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 // second one.
 func TestInterruptLeavesTheInstallerRunning(t *testing.T) {
 	s := newSim(t)
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
 	s.control("hold-at", "installer:2")
 	c := s.cmd("run", "--yes")
 	var out syncBuffer

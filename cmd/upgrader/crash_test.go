@@ -224,6 +224,7 @@ func waitDead(pid int) {
 // follows it to its end and carries on; the installer runs once.
 func TestResumeFollowsTheInstallerLeftRunning(t *testing.T) {
 	s := newSim(t)
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
 	s.control("hold-at", "installer:2")
 	c := s.cmd("run", "--yes")
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -95,6 +95,7 @@ func (s *sim) client(t *testing.T) *http.Client {
 // `watch` sees the run finish. The installer runs once.
 func TestDaemonKilledMidStepResumesOnRestart(t *testing.T) {
 	s := newSim(t)
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
 	s.control("hold-at", "installer:3")
 	d := s.startDaemon(t)
 	// start watches the run; it loses the daemon below, as an SSH session
@@ -252,6 +253,7 @@ func TestDaemonContinuesAfterReboot(t *testing.T) {
 // goes on; the next daemon probes the step, follows pg_dump and finishes.
 func TestDaemonSIGTERMLeavesStepToProbe(t *testing.T) {
 	s := newSim(t)
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
 	s.control("hold-at", "pg_dump:2")
 	d := s.startDaemon(t)
 	starter := s.cmd("start", "--yes", "--socket", s.socketPath())
