@@ -28,4 +28,10 @@
 //     the steps.
 //  6. The FSM library only decides which lifecycle transitions are allowed;
 //     nothing runs and nothing is saved inside its callbacks.
+//  7. Cancellation never interrupts an irreversible step's own work: its
+//     context is not cancelled. A step whose work goes on outside upgrader
+//     (a supervised installer) may stop waiting for it when
+//     [StepContext.Stopped] closes, returning [ErrDetached]; it stays
+//     started, and the next Execute gives it [StepContext.Resumed] so that
+//     it follows that work instead of starting it again.
 package orchestrator

@@ -331,6 +331,7 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	}
 	sc := StepContext{
 		RunID: run.ID, Spec: spec, Artifacts: artifacts, Confirmation: rec.Confirmation, Saved: rec.Saved,
+		Resumed: resumed, Stopped: ctx.Done(),
 		Save: func(values map[string]string) error {
 			saved := maps.Clone(rec.Saved)
 			if saved == nil {
@@ -359,7 +360,7 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	}
 	inPlace, err := impl.Probe(stepCtx, sc)
 	if err != nil {
-		return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
+		return e.failOrCancel(ctx, stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "probe", Err: err})
 	}
 	if !inPlace {
 		if spec.Kind == KindReboot {
@@ -384,13 +385,13 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 			return e.transition(run, recs, EventReboot, engineActor, spec.ID+": reboot requested, waiting for the host to come back", rec)
 		}
 		if err != nil {
-			return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
+			return e.failOrCancel(ctx, stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "apply", Err: err})
 		}
 	}
 	e.failpoint("after-effect", spec.ID)
 	out, err := impl.Verify(stepCtx, sc)
 	if err != nil {
-		return e.failOrCancel(stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
+		return e.failOrCancel(ctx, stepCtx, run, recs, rec, &StepError{Step: spec.ID, Phase: "verify", Err: err})
 	}
 
 	rec.Status, rec.FinishedAt, rec.Outputs, rec.AlreadyInPlace = StepDone, e.now(), out, inPlace
@@ -429,11 +430,18 @@ func materialIDs(spec StepSpec) string {
 }
 
 // failOrCancel leaves a cancelled step as started, to be probed on the next
-// Execute, the same as after a crash; any other error fails the step.
-func (e *Engine) failOrCancel(ctx context.Context, run *Run, recs []StepRecord, rec StepRecord, serr *StepError) error {
-	if ctx.Err() != nil {
-		e.Log.Warn().Str("step", serr.Step).Msg("interrupted: the step will be probed when the run resumes")
-		return ctx.Err()
+// Execute, the same as after a crash, and so a step that stopped waiting
+// for work going on without upgrader (ErrDetached); any other error fails
+// the step.
+func (e *Engine) failOrCancel(ctx, stepCtx context.Context, run *Run, recs []StepRecord, rec StepRecord, serr *StepError) error {
+	if stepCtx.Err() != nil || errors.Is(serr, ErrDetached) {
+		e.Log.Warn().Str("step", serr.Step).Err(serr.Err).Msg("interrupted: the step will be probed when the run resumes")
+		if ctx.Err() != nil && errors.Is(serr, ErrDetached) {
+			return fmt.Errorf("%w (%w)", ctx.Err(), serr)
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return serr
 	}
 	return e.fail(run, recs, rec, serr)
 }

@@ -1088,6 +1088,55 @@ func TestEngineCancelLetsIrreversibleStepFinish(t *testing.T) {
 	}
 }
 
+// Ctrl-C while an irreversible step waits for work that goes on without
+// upgrader (a supervised installer): the step sees Stopped closed (never its
+// context cancelled), stops waiting with ErrDetached and stays started; the
+// next Execute gives it Resumed, so it follows the work instead of starting
+// it again.
+func TestEngineCancelDetachesFromOutsideWork(t *testing.T) {
+	h := newHarness(t)
+	h.create(t, newPlan(step("backup"), step("upgrade", irreversible), step("start")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.steps.apply["upgrade"] = func(stepCtx context.Context) error {
+		h.steps.mu.Lock()
+		sc := h.steps.seen["upgrade"]
+		h.steps.mu.Unlock()
+		if sc.Resumed {
+			t.Error("a first attempt is marked resumed")
+		}
+		cancel()
+		select {
+		case <-sc.Stopped:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Stopped was not closed by the cancel")
+		}
+		if stepCtx.Err() != nil {
+			t.Error("the irreversible step's context was cancelled")
+		}
+		return fmt.Errorf("%w: the installer goes on", orchestrator.ErrDetached)
+	}
+	if _, err := h.eng.Execute(ctx, runID, orchestrator.ExecOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Execute: %v, want context.Canceled", err)
+	}
+	if r := h.rec(t, "upgrade"); r.Status != orchestrator.StepStarted {
+		t.Fatalf("upgrade is %s %q, want started (to be followed again)", r.Status, r.Error)
+	}
+	if run, _ := h.load(t); run.State != orchestrator.StateRunning {
+		t.Errorf("run %s, want running", run.State)
+	}
+	h.restart(t)
+	h.steps.apply["upgrade"] = nil
+	if out := h.exec(t, orchestrator.ExecOptions{}); out.State != orchestrator.StateCompleted {
+		t.Fatalf("after resuming: %s", out.State)
+	}
+	h.steps.mu.Lock()
+	defer h.steps.mu.Unlock()
+	if !h.steps.seen["upgrade"].Resumed {
+		t.Error("the step found started was not marked resumed")
+	}
+}
+
 // The reboot-loop guard counts the reboots a step asked for, not its
 // attempts: crashes before the request do not use it up (the fault sweep
 // found a run that rebooted once, after two crashes, and was failed as a

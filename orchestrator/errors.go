@@ -36,6 +36,11 @@ var (
 	// ErrRebootRequested is returned by a reboot step's Apply once it has
 	// asked the host to restart: the run waits for the host to come back.
 	ErrRebootRequested = errors.New("reboot requested")
+	// ErrDetached is returned by a step that stopped waiting for work
+	// going on outside upgrader (a supervised vendor installer) because
+	// upgrader was asked to stop: the work goes on, the step stays started
+	// and is probed, and the work followed again, when the run resumes.
+	ErrDetached = errors.New("stopped waiting: the work goes on without upgrader")
 )
 
 // StepError says which step failed and in which phase; the engine records

@@ -92,6 +92,16 @@ type StepContext struct {
 	Confirmation *Confirmation
 	// Saved holds what the step saved with Save in an earlier attempt.
 	Saved map[string]string
+	// Resumed says the step was found started by an earlier process that
+	// died in it (or stopped waiting): its work may still be going on, or
+	// have ended unseen. False on a first attempt and on an operator's
+	// retry after a recorded failure.
+	Resumed bool
+	// Stopped is closed when upgrader is asked to stop (Ctrl-C, the
+	// daemon's SIGTERM), even during an irreversible step, whose context
+	// is never cancelled. Only a step waiting for work that goes on without
+	// upgrader may stop waiting then, returning ErrDetached.
+	Stopped <-chan struct{}
 	// Save records values on the step durably before the step goes on
 	// (e.g. the boot id before asking for a reboot).
 	Save     func(values map[string]string) error

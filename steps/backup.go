@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
 
 // backupDB dumps the POM database with pg_dump in custom format. The dump
@@ -106,41 +107,55 @@ func (s backupDB) verifyDump(ctx context.Context, path string) error {
 }
 
 func (s backupDB) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+		return false, err
+	}
 	if _, err := os.Stat(s.path(sc)); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	return s.verifyDump(ctx, s.path(sc)) == nil, nil
 }
 
+// Apply runs pg_dump as a supervised job (it lives on if upgrader dies, and
+// a resumed step follows it), into a private temp file, then proves the
+// dump and renames it into place.
 func (s backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error {
 	final := s.path(sc)
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := privateBackupDir(dir, "db.backup_dir"); err != nil {
 		return err
 	}
 	tmp := final + ".partial"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
 	database := sc.Spec.Params["database"]
-	size, err := s.databaseSize(ctx, database)
-	if err != nil {
-		return err
-	}
-	if free, ok := freeBytes(dir); ok && free < size+size/10 {
-		return fmt.Errorf("%s has %s free and the database is %s: free at least %s there, then upgrader resume",
-			dir, orchestrator.BytesText(free), orchestrator.BytesText(size), orchestrator.BytesText(size+size/10-free))
-	}
 	argv := append([]string{s.tool("pg_dump", s.h.Profile.DB.DumpCommand), "--format=custom", "--file=" + tmp}, s.conn(database)...)
-	if err := s.h.Run.Run(ctx, argv, s.env(), func(l string) { sc.Log.Info().Str("pg_dump", l).Send() }); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pg_dump: %w", err)
+	err := s.h.runJob(ctx, sc, jobRun{what: "pg_dump", argv: argv, env: s.env(), private: true,
+		// pg_dump only reads the database: one interrupted is run again.
+		rerun: true,
+		line:  func(l string) { sc.Log.Info().Str("pg_dump", l).Send() },
+		prepare: func() error {
+			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			size, err := s.databaseSize(ctx, database)
+			if err != nil {
+				return err
+			}
+			if free, ok := freeBytes(dir); ok && free < size+size/10 {
+				return fmt.Errorf("%s has %s free and the database is %s: free at least %s there, then upgrader resume",
+					dir, orchestrator.BytesText(free), orchestrator.BytesText(size), orchestrator.BytesText(size+size/10-free))
+			}
+			return nil
+		}})
+	if errors.Is(err, orchestrator.ErrDetached) {
+		return err // pg_dump still writes it
 	}
-	if err := syncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
+	if err == nil {
+		err = makePrivate(tmp)
 	}
-	if err := s.verifyDump(ctx, tmp); err != nil {
+	if err == nil {
+		err = s.verifyDump(ctx, tmp)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -162,12 +177,27 @@ func (s backupDB) Verify(ctx context.Context, sc orchestrator.StepContext) (orch
 	return orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"db-backup": a}}, nil
 }
 
-func syncFile(path string) error {
-	f, err := os.Open(path)
+// privateBackupDir makes a backup directory (0700) or checks the one the
+// site gave: a dump holds every contact of the site, and a directory
+// others can write would let them swap it under upgrader.
+func privateBackupDir(dir, setting string) error {
+	if err := securefs.MkdirPrivate(dir, "backup directory"); err != nil {
+		return fmt.Errorf("%w (the profile's %s): backups hold the site's data; give a directory only root can write", err, setting)
+	}
+	return nil
+}
+
+// makePrivate makes a finished backup root's only (0600), whatever mode
+// its tool gave it, and durable.
+func makePrivate(path string) error {
+	f, err := securefs.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
 	return f.Sync()
 }
 
@@ -191,22 +221,39 @@ func (s backupCommand) path(sc orchestrator.StepContext) string {
 }
 
 func (s backupCommand) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
+	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+		return false, err
+	}
 	st, err := os.Stat(s.path(sc))
 	return err == nil && st.Mode().IsRegular() && st.Size() > 0, nil
 }
 
+// Apply runs the site's command as a supervised job, into a temp file
+// made private, then renames it into place.
 func (s backupCommand) Apply(ctx context.Context, sc orchestrator.StepContext) error {
 	final := s.path(sc)
-	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+	if err := privateBackupDir(filepath.Dir(final), "db.backup_dir"); err != nil {
 		return err
 	}
 	tmp := final + ".partial"
-	os.Remove(tmp)
 	argv := make([]string, len(s.h.Profile.DB.BackupCommand))
 	for i, a := range s.h.Profile.DB.BackupCommand {
 		argv[i] = strings.ReplaceAll(a, "{backup}", tmp)
 	}
-	if err := s.h.Run.Run(ctx, s.h.Profile.Command(argv), s.env(), func(l string) { sc.Log.Info().Str("backup", l).Send() }); err != nil {
+	err := s.h.runJob(ctx, sc, jobRun{what: "the backup command", argv: s.h.Profile.Command(argv), env: s.env(), private: true,
+		// A backup only reads the database: one interrupted is made again.
+		rerun: true,
+		line:  func(l string) { sc.Log.Info().Str("backup", l).Send() },
+		prepare: func() error {
+			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		}})
+	if errors.Is(err, orchestrator.ErrDetached) {
+		return err
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("backup command: %w", err)
 	}
@@ -214,7 +261,7 @@ func (s backupCommand) Apply(ctx context.Context, sc orchestrator.StepContext) e
 		os.Remove(tmp)
 		return fmt.Errorf("the backup command left no backup at %s", tmp)
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := makePrivate(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {

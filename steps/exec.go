@@ -12,18 +12,11 @@ import (
 	"time"
 )
 
-// Runner runs an external command from an argv list: never through a
-// shell. Output lines go to line as they come.
+// Runner runs a short external command from an argv list: never through a
+// shell. Output lines go to line as they come. A long command whose
+// interruption would harm the host runs as a job instead (Host.runJob).
 type Runner interface {
 	Run(ctx context.Context, argv, env []string, line func(string)) error
-}
-
-type startHookKey struct{}
-
-// WithStartHook returns a context whose commands report their pid to hook
-// as soon as they start (to record a long-running child).
-func WithStartHook(ctx context.Context, hook func(pid int)) context.Context {
-	return context.WithValue(ctx, startHookKey{}, hook)
 }
 
 // ExecRunner runs commands as child processes with a minimal environment,
@@ -51,9 +44,6 @@ func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
-	}
-	if hook, ok := ctx.Value(startHookKey{}).(func(int)); ok {
-		hook(cmd.Process.Pid)
 	}
 	var tail []string
 	done := make(chan struct{})
@@ -85,11 +75,13 @@ func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)
 }
 
 // CommandError is a command that ran and failed, with its last lines of
-// output; it unwraps to *exec.ExitError so callers can read the code.
+// output (and the log of a job); it unwraps to an error with an ExitCode
+// method (*exec.ExitError, or a job's ExitError).
 type CommandError struct {
 	Path string
 	Err  error
 	Tail []string
+	Log  string
 }
 
 func (e *CommandError) Error() string {
@@ -97,7 +89,19 @@ func (e *CommandError) Error() string {
 	if len(e.Tail) > 0 {
 		msg += "; last output: " + strings.Join(e.Tail, " | ")
 	}
+	if e.Log != "" {
+		msg += "; its log: " + e.Log
+	}
 	return msg
 }
 
 func (e *CommandError) Unwrap() error { return e.Err }
+
+// exitCode returns the exit code a command error carries.
+func exitCode(err error) (int, bool) {
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode(), true
+	}
+	return 0, false
+}

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +47,7 @@ func newSim(tb testing.TB, run Runner) simEnv {
 	if run == nil {
 		run = ExecRunner{}
 	}
-	env := simEnv{sim: sim, host: &Host{Profile: p, Run: run}}
+	env := simEnv{sim: sim, host: &Host{Profile: p, Run: run, Jobs: jobsDir(tb)}}
 	env.control(tb, "delay", "0.01")
 	return env
 }
@@ -77,6 +78,26 @@ func (e simEnv) ledger(tb testing.TB) []string {
 		tb.Fatal(err)
 	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// started returns every simulated tool started on the host, as the tool
+// itself recorded its argv and environment (simlib.sh's exec log).
+func (e simEnv) started(tb testing.TB) []recordedCall {
+	tb.Helper()
+	b, err := os.ReadFile(e.path("sim/control/exec.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []recordedCall
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, "argv:"):
+			out = append(out, recordedCall{argv: strings.Fields(strings.TrimPrefix(l, "argv:"))})
+		case strings.HasPrefix(l, "env: ") && len(out) > 0:
+			out[len(out)-1].env = append(out[len(out)-1].env, strings.TrimPrefix(l, "env: "))
+		}
+	}
+	return out
 }
 
 // countLines counts the lines equal to line.
@@ -146,13 +167,20 @@ func (p *progressRecorder) lines() []string {
 }
 
 // stepContext returns a StepContext for spec that records progress.
+// What a step saves goes into its Saved map at once, as the engine's
+// next attempt would see it.
 func stepContext(spec orchestrator.StepSpec, pr *progressRecorder) orchestrator.StepContext {
 	if pr == nil {
 		pr = &progressRecorder{}
 	}
+	saved := map[string]string{}
 	return orchestrator.StepContext{RunID: testRunID, Spec: spec, Artifacts: map[string]orchestrator.Artifact{},
-		Progress: pr.progress, Log: zerolog.Nop()}
+		Progress: pr.progress, Log: zerolog.Nop(), Saved: saved,
+		Save: func(v map[string]string) error { maps.Copy(saved, v); return nil }}
 }
+
+// jobsDir is a private directory for the supervised jobs of one test.
+func jobsDir(tb testing.TB) string { return filepath.Join(tb.TempDir(), "jobs") }
 
 // recordedCall is one command a recordingRunner ran.
 type recordedCall struct {

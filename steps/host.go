@@ -17,6 +17,10 @@ import (
 type Host struct {
 	Profile profile.Profile
 	Run     Runner
+	// Jobs is where the long children whose interruption would harm the
+	// host run as supervised jobs (package job): upgrader's own
+	// bookkeeping, <state-dir>/jobs, never in the host tree.
+	Jobs string
 	// Role is which server of a migration this host is ("" otherwise).
 	Role string
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -77,21 +75,6 @@ func InstalledPOMVersion(h *Host) (orchestrator.Version, error) {
 	return h.ProductVersion(context.Background(), "pom")
 }
 
-// runningInstaller reads the pid file of an installer run and says whether
-// that process still lives and is still that installer (pids are reused).
-func runningInstaller(pidFile, installer string) (int, bool) {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return 0, false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return pid, err == nil && bytes.Contains(cmdline, []byte(installer))
-}
-
 // vendorInstall runs a vendor installer. Installers are not idempotent, so
 // Probe reads the product's installed version and Apply only runs when the
 // target is not in place yet.
@@ -117,6 +100,10 @@ func (s vendorInstall) product(sc orchestrator.StepContext) string {
 }
 
 func (s vendorInstall) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	// An installer still at work may have written its version already.
+	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+		return false, err
+	}
 	have, want, err := s.versions(ctx, sc)
 	if err != nil {
 		return false, fmt.Errorf("read installed version: %w", err)
@@ -144,6 +131,11 @@ func (s vendorInstall) installer(sc orchestrator.StepContext) ([]string, error) 
 	return s.h.Profile.Command(out), nil
 }
 
+// Apply runs the installer as a supervised job: it lives on if upgrader
+// dies, and a resumed step follows it rather than start a second one.
+// Interrupted (a power loss), it is not started again without the
+// operator: a vendor installer run over a half-finished one can damage
+// the product.
 func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) error {
 	argv, err := s.installer(sc)
 	if err != nil {
@@ -153,24 +145,8 @@ func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) e
 	if d, err := time.ParseDuration(s.h.Profile.InstallerTimeout); err == nil && d > 0 {
 		timeout = d
 	}
-	// An installer started by an earlier upgrader process that died may
-	// still be running (it has a process group of its own): never start a
-	// second one beside it.
-	pidFile := s.h.Profile.Path("/var/run/upgrader-installer.pid")
-	if pid, alive := runningInstaller(pidFile, argv[0]); alive {
-		return fmt.Errorf("the installer started by an earlier upgrader is still running (pid %d): let it finish (or stop it), then resume", pid)
-	}
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tctx = WithStartHook(tctx, func(pid int) {
-		os.MkdirAll(filepath.Dir(pidFile), 0o755)
-		if err := WriteFileAtomic(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-			sc.Log.Warn().Err(err).Msg("cannot record the installer's pid")
-		}
-	})
-	defer os.Remove(pidFile)
-	sc.Log.Info().Strs("argv", argv).Dur("timeout", timeout).Msg("running vendor installer")
-	err = s.h.Run.Run(tctx, argv, nil, func(line string) {
+	sc.Log.Info().Strs("argv", argv).Dur("timeout", timeout).Msg("vendor installer")
+	err = s.h.runJob(ctx, sc, jobRun{what: "the installer", argv: argv, timeout: timeout, line: func(line string) {
 		sc.Log.Info().Str("installer", line).Send()
 		if m := progressLine.FindStringSubmatch(line); m != nil {
 			done, _ := strconv.ParseInt(m[1], 10, 64)
@@ -179,14 +155,10 @@ func (s vendorInstall) Apply(ctx context.Context, sc orchestrator.StepContext) e
 			return
 		}
 		sc.Progress(line, 0, 0) // shown on the terminal as it comes
-	})
-	if errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("the installer ran longer than %s (installer_timeout) and was stopped: read its log before resuming", timeout)
-	}
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		sc.Log.Error().Int("exit_code", exit.ExitCode()).Msg("installer failed")
-		return fmt.Errorf("installer exited with code %d: %w", exit.ExitCode(), err)
+	}})
+	if code, ok := exitCode(err); ok && code >= 0 {
+		sc.Log.Error().Int("exit_code", code).Msg("installer failed")
+		return fmt.Errorf("installer exited with code %d: %w", code, err)
 	}
 	return err
 }

@@ -38,7 +38,7 @@ func newHostSim(tb testing.TB, name string) simEnv {
 	if p.Root != sim.Root {
 		tb.Fatalf("profile root %s, want the sim root %s", p.Root, sim.Root)
 	}
-	env := simEnv{sim: sim, host: &Host{Profile: p, Run: ExecRunner{}}}
+	env := simEnv{sim: sim, host: &Host{Profile: p, Run: ExecRunner{}, Jobs: jobsDir(tb)}}
 	env.control(tb, "delay", "0.01")
 	return env
 }

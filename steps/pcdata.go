@@ -34,20 +34,33 @@ func (h *Host) pcTool(argv []string, backup, what string) ([]string, error) {
 type pcBackup struct{ h *Host }
 
 func (s pcBackup) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
+	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+		return false, err
+	}
 	st, err := os.Stat(s.h.pcBackupPath(sc.RunID))
 	return err == nil && st.Size() > 0, nil
 }
 
+// Apply runs the vendor's backup tool as a supervised job (it lives on if
+// upgrader dies, and a resumed step follows it).
 func (s pcBackup) Apply(ctx context.Context, sc orchestrator.StepContext) error {
 	path := s.h.pcBackupPath(sc.RunID)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := privateBackupDir(filepath.Dir(path), "pc.backup_dir"); err != nil {
 		return err
 	}
 	argv, err := s.h.pcTool(s.h.Profile.PC.Backup, path, "backup")
 	if err != nil {
 		return err
 	}
-	return s.h.Run.Run(ctx, argv, nil, func(l string) { sc.Log.Info().Str("pc-backup", l).Send() })
+	err = s.h.runJob(ctx, sc, jobRun{what: "pc-backup", argv: argv, private: true,
+		// It reads the PC data and writes its archive under a temporary
+		// name: one interrupted is run again.
+		rerun: true,
+		line:  func(l string) { sc.Log.Info().Str("pc-backup", l).Send() }})
+	if err != nil {
+		return err
+	}
+	return makePrivate(path)
 }
 
 func (s pcBackup) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
@@ -75,7 +88,10 @@ func (s pcRestore) marker() string {
 	return s.h.Profile.Path(filepath.Join(s.h.Profile.PC.Home, "data", ".restored-from"))
 }
 
-func (s pcRestore) Probe(context.Context, orchestrator.StepContext) (bool, error) {
+func (s pcRestore) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
+	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+		return false, err
+	}
 	_, err := os.Stat(s.marker())
 	return err == nil, nil
 }
@@ -90,19 +106,26 @@ func (s pcRestore) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	if err != nil {
 		return err
 	}
-	lim := defaultBackupLimits
-	freeSpace(func(_, v, source string) {
-		if free, err := strconv.ParseInt(v, 10, 64); err == nil && free < lim.total {
-			lim.total, lim.totalWhy = free, "the free space of the PC home's filesystem ("+source+")"
-		}
-	}, "", s.h.Profile.Path(s.h.Profile.PC.Home))
-	list, err := checkBackupTar(backup, lim)
-	if err != nil {
-		return err
-	}
-	sc.Log.Info().Int("files", list.files).Int("folders", list.dirs).Int("links", list.links).Int64("bytes", list.bytes).
-		Msg("PC backup listed: nothing in it lands outside the PC home")
-	return s.h.Run.Run(ctx, argv, nil, func(l string) { sc.Log.Info().Str("pc-restore", l).Send() })
+	// The archive is listed before a new start only: a restore an earlier
+	// upgrader started is followed, not checked again under it.
+	err = s.h.runJob(ctx, sc, jobRun{what: "pc-restore", argv: argv,
+		line: func(l string) { sc.Log.Info().Str("pc-restore", l).Send() },
+		prepare: func() error {
+			lim := defaultBackupLimits
+			freeSpace(func(_, v, source string) {
+				if free, err := strconv.ParseInt(v, 10, 64); err == nil && free < lim.total {
+					lim.total, lim.totalWhy = free, "the free space of the PC home's filesystem ("+source+")"
+				}
+			}, "", s.h.Profile.Path(s.h.Profile.PC.Home))
+			list, err := checkBackupTar(backup, lim)
+			if err != nil {
+				return err
+			}
+			sc.Log.Info().Int("files", list.files).Int("folders", list.dirs).Int("links", list.links).Int64("bytes", list.bytes).
+				Msg("PC backup listed: nothing in it lands outside the PC home")
+			return nil
+		}})
+	return err
 }
 
 func (s pcRestore) Verify(context.Context, orchestrator.StepContext) (orchestrator.Outputs, error) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"upgrader/orchestrator"
+	"upgrader/steps/job"
 )
 
 // A real PostgreSQL server for the backup tests: a throwaway cluster on a
@@ -154,6 +155,10 @@ func postgres(tb testing.TB) pgCluster {
 }
 
 func TestMain(m *testing.M) {
+	// The supervised jobs the steps start run this binary again (job.Main).
+	if len(os.Args) > 1 && os.Args[1] == job.Arg {
+		os.Exit(job.Main(os.Args[2:]))
+	}
 	code := m.Run()
 	pgShared.stop()
 	os.Exit(code)
@@ -162,7 +167,7 @@ func TestMain(m *testing.M) {
 // pgHost is a Host whose profile points at the real cluster, with the real
 // client tools, backing up into backupDir.
 func pgHost(tb testing.TB, c pgCluster, backupDir string, run Runner) *Host {
-	h := &Host{Run: run}
+	h := &Host{Run: run, Jobs: jobsDir(tb)}
 	h.Profile.Root = "/"
 	h.Profile.DB.Kind = "postgres"
 	h.Profile.DB.Host = "127.0.0.1"
@@ -282,7 +287,7 @@ func TestBackupDBRealPostgresDiskFull(t *testing.T) {
 	c := postgres(t)
 	t.Run("refused before the dump", func(t *testing.T) {
 		dir := t.TempDir()
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
 			t.Fatalf("a small filesystem for the test (needs root): %v %s", err, out)
 		}
 		t.Cleanup(func() { exec.Command("umount", dir).Run() })

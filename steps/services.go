@@ -66,6 +66,10 @@ func (s services) status(ctx context.Context, name string) (serviceState, error)
 }
 
 func (s services) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	// A start or stop still at work has not finished its effect.
+	if live, err := s.h.jobLive(sc, "*"); live || err != nil {
+		return false, err
+	}
 	for _, n := range s.names(sc) {
 		st, err := s.status(ctx, n)
 		if err != nil || st != s.want {
@@ -81,16 +85,26 @@ func (s services) Apply(ctx context.Context, sc orchestrator.StepContext) error 
 		verb = "stop"
 	}
 	for _, n := range s.names(sc) {
-		st, err := s.status(ctx, n)
+		// A start or stop an earlier upgrader left running is followed to
+		// its end, never run again beside it.
+		name := verb + "-" + n
+		live, err := s.h.jobLive(sc, name)
 		if err != nil {
 			return err
 		}
-		if st == s.want {
-			continue // converge: touch only what is not there yet
+		if !live {
+			st, err := s.status(ctx, n)
+			if err != nil {
+				return err
+			}
+			if st == s.want {
+				continue // converge: touch only what is not there yet
+			}
 		}
-		argv := s.serviceArgv(n, verb)
 		sc.Log.Info().Str("service", n).Msg(verb)
-		if err := s.h.Run.Run(ctx, argv, nil, nil); err != nil {
+		err = s.h.runJob(ctx, sc, jobRun{name: name, what: verb + " " + n, argv: s.serviceArgv(n, verb), rerun: true, converges: true,
+			line: func(l string) { sc.Log.Info().Str("service", n).Str("output", l).Send() }})
+		if err != nil {
 			return fmt.Errorf("%s %s: %w", verb, n, err)
 		}
 	}

@@ -175,21 +175,32 @@ func TestBackupDB(t *testing.T) {
 	}
 	mustProbe(t, st, sc, true)
 
-	// psql (size), pg_dump, then pg_restore (--list and a full read) on the
-	// temp file, on the final file in Verify and in Probe.
+	// psql (size), then pg_restore (--list and a full read) on the temp
+	// file, on the final file in Verify and in Probe; pg_dump ran as a
+	// supervised job. The tools that connect to the database record how
+	// they were started in the simulator's exec log.
 	calls := rec.recorded()
 	var tools []string
 	for _, c := range calls {
 		checkNoSecret(t, c)
 		tools = append(tools, filepath.Base(c.argv[0]))
 	}
-	if want := "psql pg_dump" + strings.Repeat(" pg_restore", 6); strings.Join(tools, " ") != want {
+	if want := "psql" + strings.Repeat(" pg_restore", 6); strings.Join(tools, " ") != want {
 		t.Fatalf("ran %v, want %s", tools, want)
 	}
-	if got := calls[1].argv[0]; got != e.path("sim/bin/pg_dump") {
+	started := e.started(t)
+	tools = nil
+	for _, c := range started {
+		checkNoSecret(t, c)
+		tools = append(tools, filepath.Base(c.argv[0]))
+	}
+	if want := "psql pg_dump"; strings.Join(tools, " ") != want {
+		t.Fatalf("started %v, want %s", tools, want)
+	}
+	if got := started[1].argv[0]; got != e.path("sim/bin/pg_dump") {
 		t.Errorf("argv[0] = %s, want the profile's dump_command under the root", got)
 	}
-	for _, c := range calls[:2] {
+	for _, c := range append(calls[:1], started[1]) {
 		if want := "PGPASSFILE=" + e.path("etc/upgrader/pgpass"); !contains(c.env, want) {
 			t.Errorf("%s env %q lacks %s", c.argv[0], c.env, want)
 		}
@@ -241,7 +252,7 @@ func TestBackupDBFailure(t *testing.T) {
 			if _, err := st.Verify(context.Background(), sc); err == nil {
 				t.Error("Verify succeeded without a dump")
 			}
-			for _, c := range rec.recorded() {
+			for _, c := range append(rec.recorded(), e.started(t)...) {
 				checkNoSecret(t, c)
 			}
 
@@ -374,7 +385,7 @@ func TestVendorInstallFailure(t *testing.T) {
 // renamed into place and guarded; a second run changes nothing.
 func TestBackupCommand(t *testing.T) {
 	dir := t.TempDir()
-	h := &Host{Run: ExecRunner{}}
+	h := &Host{Run: ExecRunner{}, Jobs: jobsDir(t)}
 	h.Profile.Root = "/"
 	h.Profile.DB.BackupCommand = []string{"/usr/bin/cp", "/etc/os-release", "{backup}"}
 	spec := orchestrator.StepSpec{ID: "backup-db", Action: "backup-command", Params: map[string]string{"database": "pom", "backup_dir": dir}}

@@ -26,7 +26,7 @@ run "corrupt state" ./state/ -run 'TestCorruptStateDetectedAtOpen|TestSnapshotAf
 run "full disk, concurrent open" ./state/ -run 'TestDiskFullAtFirstCommit|TestOpenWhileCommitting'
 run "lifecycle model" ./orchestrator/ -run 'TestLifecycleModel'
 run "hostile input" ./steps/... ./orchestrator/... -run 'Hostile|Refuses|Limits|MPPConfigReplaced'
-run "crashes, torn artifacts, secrets" ./cmd/upgrader/ -run 'TestFaultPointsEveryProcedure|TestFaultDoubleCrash|TestCrashResumeEveryPoint|TestTornArtifacts|TestRestoreStateAfterDamage|TestSecretsCanary|TestDaemon'
+run "crashes, upgrader killed alone, torn artifacts, secrets" ./cmd/upgrader/ -run 'TestFaultPointsEveryProcedure|TestFaultDoubleCrash|TestCrashResumeEveryPoint|TestUpgraderKilledAlone|TestTornArtifacts|TestRestoreStateAfterDamage|TestSecretsCanary|TestDaemon'
 
 # Fuzzing: every target for a bounded time.
 echo "== fuzzing ($fuzztime per target)"
@@ -51,7 +51,7 @@ echo "fuzzing: $targets targets ($fuzztime each, seed corpora in testdata/fuzz),
 
 echo
 echo "== summary"
-for family in 'fault points' 'double crash' 'mid-effect kills' 'corrupt state' 'full disk' 'concurrent open' 'torn artifacts' 'lifecycle model' 'fuzzing' 'hostile input' 'secrets canary'; do
+for family in 'fault points' 'double crash' 'mid-effect kills' 'upgrader killed alone' 'corrupt state' 'full disk' 'concurrent open' 'torn artifacts' 'lifecycle model' 'fuzzing' 'hostile input' 'secrets canary'; do
 	grep -E "^$family( \([^)]*\))?: " "$log" | sort -u
 done
 if [ $failed -ne 0 ]; then

@@ -72,7 +72,7 @@ func (a *app) loadSetup(path string) (setup, error) {
 	if err != nil {
 		return setup{}, usagef("%v", err)
 	}
-	h := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+	h := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
 	return setup{profile: p, host: h, facts: steps.GatherFacts(context.Background(), h).WithAssumptions(assumed)}, nil
 }
 

@@ -62,6 +62,11 @@ func (a *app) bundleEvidence(p profile.Profile) (ev bundle.Evidence, cleanup fun
 	if log := filepath.Join(a.stateDir, "upgrader.log"); present(log) {
 		e.Files = append(e.Files, bundle.FileRef{Name: "upgrader.log", Path: log})
 	}
+	// The output of every long child (installers, pg_dump) it ran.
+	jobLogs, _ := filepath.Glob(filepath.Join(a.jobsDir(), "*.log"))
+	for _, l := range jobLogs {
+		e.Files = append(e.Files, bundle.FileRef{Name: "jobs/" + filepath.Base(l), Path: l})
+	}
 	stateFile := filepath.Join(a.stateDir, state.FileName)
 	switch _, err := os.Lstat(stateFile); {
 	case errors.Is(err, fs.ErrNotExist):

@@ -338,6 +338,11 @@ func TestBundleWithoutTerminalNeverAsks(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "logs/appserver")); err == nil {
 		t.Error("app-server logs without -a")
 	}
+	// The installer's own output, from its job log.
+	if logs, _ := filepath.Glob(filepath.Join(dir, "upgrader/jobs", runID+"-upgrade-pom-*.log")); len(logs) != 1 ||
+		!strings.Contains(readFile(t, logs[0]), "PROGRESS 5/5 Writing version") {
+		t.Errorf("the installer's log is not in the bundle: %v", logs)
+	}
 	if readFile(t, stateFile) != before {
 		t.Error("the bundle changed the state file")
 	}

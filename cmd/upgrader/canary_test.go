@@ -76,6 +76,8 @@ func canaryKind(s *sim, path string) string {
 	switch {
 	case strings.HasPrefix(rel, "state/") && strings.Contains(rel, ".db"):
 		return "state file"
+	case strings.HasPrefix(rel, "state/jobs/"):
+		return "job log" // and its lock, pid and status records
 	case strings.HasSuffix(rel, ".log") && strings.HasPrefix(rel, "state/"):
 		return "upgrader log"
 	case rel == "root/sim/control/exec.log":
@@ -92,7 +94,7 @@ func canaryFigure() string {
 	defer canary.Unlock()
 	total := 0
 	var kinds []string
-	for _, k := range []string{"state file", "upgrader log", "journal", "output", "child argv+environ log", "backup", "bundle", "host file"} {
+	for _, k := range []string{"state file", "upgrader log", "job log", "journal", "output", "child argv+environ log", "backup", "bundle", "host file"} {
 		if n := canary.places[k]; n > 0 {
 			total += n
 			kinds = append(kinds, fmt.Sprintf("%d %s", n, k))

@@ -236,43 +236,56 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 	}
 }
 
-// Ctrl-C during the irreversible installer lets it finish and records it;
-// the run stops after it and resume carries on.
-func TestInterruptLetsIrreversibleStepFinish(t *testing.T) {
+// Ctrl-C during the irreversible installer stops upgrader, not the
+// installer: upgrader says it goes on and where its log is, leaves the step
+// started, and resume follows it (or reads how it ended), never starting a
+// second one.
+func TestInterruptLeavesTheInstallerRunning(t *testing.T) {
 	s := newSim(t)
-	s.control("delay", "0.3")
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
+	s.control("hold-at", "installer:2")
 	c := s.cmd("run", "--yes")
-	var out strings.Builder
+	var out syncBuffer
 	c.Stdout, c.Stderr = &out, &out
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(strings.Join(s.ledger(), " "), "installer_begin") {
-		if time.Now().After(deadline) {
-			c.Process.Kill()
-			t.Fatalf("installer never started:\n%s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	held := filepath.Join(s.root, "sim/control/held")
+	if !waitFile(t, held, 30*time.Second) {
+		c.Process.Kill()
+		t.Fatalf("installer never reached its hold:\n%s", out.String())
 	}
 	c.Process.Signal(os.Interrupt)
-	err := c.Wait()
-	if err == nil {
-		t.Fatalf("run was not interrupted:\n%s", out.String())
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		c.Process.Kill()
+		t.Fatalf("upgrader did not stop on Ctrl-C:\n%s", out.String())
+	}
+	if c.ProcessState.ExitCode() != exitError || !strings.Contains(out.String(), "the installer goes on") ||
+		!strings.Contains(out.String(), filepath.Join(s.state, "jobs")) {
+		t.Fatalf("after Ctrl-C: exit %d, want %d naming the installer's log:\n%s", c.ProcessState.ExitCode(), exitError, out.String())
+	}
+	if !fileExists(held) {
+		t.Fatal("the installer did not survive the Ctrl-C")
 	}
 	st := s.mustRun(exitOK, "status", "-o", "json").stdout
 	var doc struct {
 		Steps []orchestrator.StepRecord `json:"steps"`
 	}
 	json.Unmarshal([]byte(st), &doc)
-	status := map[string]orchestrator.StepStatus{}
 	for _, r := range doc.Steps {
-		status[r.StepID] = r.Status
+		if r.StepID == "upgrade-pom" && r.Status != orchestrator.StepStarted {
+			t.Fatalf("upgrade-pom is %s, want started (to be followed again)", r.Status)
+		}
 	}
-	if status["upgrade-pom"] != orchestrator.StepDone || status["start-services"] != orchestrator.StepPending {
-		t.Fatalf("after Ctrl-C: upgrade-pom %s, start-services %s\n%s", status["upgrade-pom"], status["start-services"], out.String())
+	s.control("release", "")
+	r := s.mustRun(exitOK, "resume", "--yes")
+	if l := strings.Join(s.ledger(), " "); strings.Count(l, "installer_begin") != 1 || strings.Count(l, "installer_done") != 1 {
+		t.Fatalf("ledger %s: the installer must run once\n%s", l, r.stdout)
 	}
-	s.mustRun(exitOK, "resume", "--yes")
 }
 
 // The stand-alone media check: exit 0 only when everything verifies, and

@@ -89,7 +89,7 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 	}
 	if srv.Degraded == nil {
 		p, perr := a.loadProfile(a.profilePath)
-		host := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+		host := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
 		host.Role = orchestrator.RoleOf(host.Model())
 		eng := a.engine(db, host, log, nil)
 		sup := orchestrator.NewSupervisor(eng, host.Role)

@@ -92,7 +92,7 @@ A server whose model does not match is refused unless
 			if err != nil {
 				return err
 			}
-			host := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+			host := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
 			overrides, err := a.overrides()
 			if err != nil {
 				return err

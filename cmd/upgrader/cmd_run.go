@@ -132,7 +132,7 @@ func (a *app) resume(cmd *cobra.Command, db *state.DB, id string, replan bool) e
 	if err != nil {
 		return withCode(exitBlocked, err)
 	}
-	host := &steps.Host{Profile: p, Run: steps.ExecRunner{}}
+	host := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
 	if rebuilt.Fingerprint != run.Plan.Fingerprint {
 		diff := orchestrator.DiffPlans(run.Plan, rebuilt)
 		if !replan {
@@ -152,6 +152,10 @@ func (a *app) resume(cmd *cobra.Command, db *state.DB, id string, replan bool) e
 	fmt.Fprintf(a.humanOut(cmd), "Resuming run %s (%s), state %s\n", run.ID, run.Plan.Procedure, run.State)
 	return a.execute(cmd, db, host, rebuilt, run.ID)
 }
+
+// jobsDir is where the steps' long children keep their logs and records:
+// upgrader's own bookkeeping, in the state directory.
+func (a *app) jobsDir() string { return filepath.Join(a.stateDir, "jobs") }
 
 // humanOut is where progress and plans go: stdout for text, stderr when
 // stdout carries JSON for a machine.
@@ -201,7 +205,11 @@ func (a *app) execute(cmd *cobra.Command, db *state.DB, host *steps.Host, plan o
 	outcome, err := eng.Execute(ctx, runID, orchestrator.ExecOptions{Actor: who, Retry: true, Confirm: a.confirmer(cmd, out), Role: host.Role})
 	printer.endBar()
 	if err != nil {
-		if ctx.Err() != nil {
+		var serr *orchestrator.StepError
+		if ctx.Err() != nil && errors.Is(err, orchestrator.ErrDetached) && errors.As(err, &serr) {
+			// The step's work (an installer) goes on: say where.
+			return withCode(exitError, fmt.Errorf("interrupted: run %s stopped; %v", runID, serr.Err))
+		} else if ctx.Err() != nil {
 			return withCode(exitError, fmt.Errorf("interrupted: run %s stopped; 'upgrader resume' carries on", runID))
 		}
 		if errors.Is(err, orchestrator.ErrAttestation) {

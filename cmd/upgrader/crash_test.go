@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,21 +18,30 @@ var toolPoints = []string{"pg_dump:1", "pg_dump:2", "pg_dump:3", "service-stop:1
 	"installer:1", "installer:2", "installer:3", "installer:4", "service-start:1"}
 
 // TestCrashResumeEveryPoint runs the POM 3.1.1 → SP1 upgrade as a real
-// process and SIGKILLs it, and the vendor tool it is running (as a power
-// loss would), at every checkpoint inside the tools: in the middle of a
-// side effect. (The step boundaries are TestFaultPointsEveryProcedure's.)
-// Each run is resumed with `upgrader resume` and must equal an
-// uninterrupted run: step records, host tree, service on/off log, and no
-// non-idempotent effect done twice.
+// process and kills it, the vendor tool it is running and the tool's
+// supervisor, all with SIGKILL, as a power loss would, at every checkpoint
+// inside the tools: in the middle of a side effect. (The step boundaries
+// are TestFaultPointsEveryProcedure's; upgrader killed alone, its child
+// living on, is TestUpgraderKilledAlone.) Each run is resumed with
+// `upgrader resume`:
+//   - a tool that only reads the product or converges (pg_dump, service)
+//     is run again, and the run must equal an uninterrupted one: step
+//     records, host tree, service on/off log, no effect done twice;
+//   - the vendor installer, cut half-way, is exactly what no upgrader can
+//     repair: the simulated one, like a real one with no rollback, damages
+//     the product if run over its half-finished self. resume must stop with
+//     the step failed, naming the installer's log, without starting it
+//     again and without touching the host.
 func TestCrashResumeEveryPoint(t *testing.T) {
 	base := newSim(t)
 	base.mustRun(0, "run", "--yes")
 	want := base.final(base.runID())
 	var mu sync.Mutex
-	var tried, identical, duplicates int
+	var tried, identical, stopped, duplicates int
 	// Subtests run in parallel; the figure is printed once they all ended.
 	t.Cleanup(func() {
-		fmt.Printf("mid-effect kills: %d tried, %d resumed identically, %d duplicate effects\n", tried, identical, duplicates)
+		fmt.Printf("mid-effect kills: %d tried (power loss: upgrader, the tool and its supervisor), %d resumed identically, "+
+			"%d stopped at the interrupted installer without running it again, %d duplicate effects\n", tried, identical, stopped, duplicates)
 	})
 	for _, kp := range toolPoints {
 		t.Run(strings.NewReplacer(":", "@").Replace(kp), func(t *testing.T) {
@@ -42,6 +52,15 @@ func TestCrashResumeEveryPoint(t *testing.T) {
 			s := newSim(t)
 			killAt(t, s, kp)
 			r := s.run("resume", "--yes")
+			if strings.HasPrefix(kp, "installer:") {
+				stop := checkInterruptedInstaller(t, s, r)
+				mu.Lock()
+				defer mu.Unlock()
+				if stop && !t.Failed() {
+					stopped++
+				}
+				return
+			}
 			if r.code != 0 {
 				t.Fatalf("resume after kill at %s: exit %d\n%s\n%s", kp, r.code, r.stdout, r.stderr)
 			}
@@ -56,6 +75,29 @@ func TestCrashResumeEveryPoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkInterruptedInstaller proves resume stopped at an installer cut by a
+// power loss: the step failed naming the installer's log, the installer was
+// not started again, the host was not damaged, and resume keeps saying so.
+func checkInterruptedInstaller(t *testing.T, s *sim, r result) bool {
+	t.Helper()
+	if r.code != exitFailed || !strings.Contains(r.stdout, "interrupted before it finished") || !strings.Contains(r.stdout, filepath.Join(s.state, "jobs")) {
+		t.Errorf("resume after a power loss mid-installer: exit %d, want %d naming the installer's log\n%s\n%s", r.code, exitFailed, r.stdout, r.stderr)
+		return false
+	}
+	if n := strings.Count(strings.Join(s.ledger(), " "), "installer_begin"); n != 1 {
+		t.Errorf("the installer began %d times", n)
+	}
+	if b, err := os.ReadFile(filepath.Join(s.root, "var/lib/sim/CORRUPTED")); err == nil {
+		t.Errorf("the host was damaged: %s", b)
+	}
+	st := s.mustRun(exitOK, "status").stdout
+	if !strings.Contains(st, "interrupted before it finished") {
+		t.Errorf("status does not say why the run stopped:\n%s", st)
+	}
+	canaryCheckHost(t, s)
+	return true
 }
 
 // killAt starts `upgrader run --yes`, waits until it stops at kp, and
@@ -128,8 +170,10 @@ func compareFinal(t *testing.T, want, got finalState) (duplicates int) {
 	return duplicates
 }
 
-// killToolGroup kills the process group of the paused simulated tool whose
-// pid is in the marker file ("tool:n pid").
+// killToolGroup kills, as a power loss would, the paused simulated tool
+// whose pid is in the marker file ("tool:n pid"): first the supervisor
+// upgrader runs it under (the leader of its session), so that no end is
+// recorded, then the tool's process group.
 func killToolGroup(t *testing.T, mark string) {
 	t.Helper()
 	b, err := os.ReadFile(mark)
@@ -141,39 +185,84 @@ func killToolGroup(t *testing.T, mark string) {
 	if _, err := fmt.Sscan(string(b), &where, &pid); err != nil || pid <= 1 {
 		t.Fatalf("marker %q: %v", b, err)
 	}
+	if sid := sessionOf(pid); sid > 1 && sid != pid && sid != sessionOf(os.Getpid()) {
+		syscall.Kill(sid, syscall.SIGKILL)
+		waitDead(sid)
+	}
 	syscall.Kill(-pid, syscall.SIGKILL)
 	syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 500 && syscall.Kill(pid, 0) == nil; i++ {
+	waitDead(pid)
+}
+
+// sessionOf returns a process's session id, 0 if it is gone.
+func sessionOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	sid, _ := strconv.Atoi(f[3])
+	return sid
+}
+
+// waitDead waits until pid is gone or a zombie.
+func waitDead(pid int) {
+	for i := 0; i < 500; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); f[0] == "Z" || f[0] == "X" {
+			return
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // When upgrader alone dies (not its process group, as after an OOM kill),
-// the installer it started keeps running: resume refuses to start a second
-// one beside it, and carries on once it is gone.
-func TestResumeRefusesSecondInstallerBesideOrphan(t *testing.T) {
+// the installer it started lives on: resume waits for it (it says so),
+// follows it to its end and carries on; the installer runs once.
+func TestResumeFollowsTheInstallerLeftRunning(t *testing.T) {
 	s := newSim(t)
-	s.control("pause-at", "installer:2")
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
+	s.control("hold-at", "installer:2")
 	c := s.cmd("run", "--yes")
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	paused := filepath.Join(s.root, "sim/control/paused")
-	if !waitFile(t, paused, 30*time.Second) {
+	held := filepath.Join(s.root, "sim/control/held")
+	if !waitFile(t, held, 30*time.Second) {
 		c.Process.Kill()
 		t.Fatal("never reached the installer")
 	}
-	c.Process.Kill() // upgrader only: the installer lives on, paused
+	c.Process.Kill() // upgrader only: the installer lives on, held
 	c.Wait()
-	defer killToolGroup(t, paused)
-	r := s.run("resume", "--yes")
-	if r.code != exitFailed || !strings.Contains(r.stdout, "still running") {
-		t.Fatalf("resume beside a live installer: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	r := s.cmd("resume", "--yes")
+	var out syncBuffer
+	r.Stdout, r.Stderr = &out, &out
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
 	}
-	killToolGroup(t, paused)
-	s.mustRun(exitOK, "resume", "--yes")
-	if n := strings.Count(strings.Join(s.ledger(), " "), "installer_begin"); n != 2 {
-		t.Fatalf("installer began %d times, want the orphan's and one more", n)
+	exited := watchExit(r)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "still running") && !exited.done() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if exited.done() || !strings.Contains(out.String(), "still running") {
+		t.Fatalf("resume did not wait for the live installer:\n%s", out.String())
+	}
+	s.control("release", "")
+	<-exited.ch
+	if r.ProcessState.ExitCode() != exitOK {
+		t.Fatalf("resume: exit %d\n%s", r.ProcessState.ExitCode(), out.String())
+	}
+	l := strings.Join(s.ledger(), " ")
+	if strings.Count(l, "installer_begin") != 1 || strings.Count(l, "installer_done") != 1 {
+		t.Fatalf("ledger %s: the installer must run once", l)
+	}
+	if fileExists(filepath.Join(s.root, "var/run/upgrader-installer.pid")) {
+		t.Error("bookkeeping left in the host tree")
 	}
 }

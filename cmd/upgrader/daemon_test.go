@@ -20,7 +20,8 @@ import (
 type daemonProc struct {
 	cmd    *exec.Cmd
 	socket string
-	log    *bytes.Buffer
+	log    *syncBuffer
+	exited *exitWatch
 }
 
 func (s *sim) socketPath() string { return filepath.Join(s.dir, "run", "upgrader.sock") }
@@ -28,14 +29,22 @@ func (s *sim) socketPath() string { return filepath.Join(s.dir, "run", "upgrader
 // startDaemon starts the daemon and waits for its socket to answer.
 func (s *sim) startDaemon(t *testing.T, env ...string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{socket: s.socketPath(), log: &bytes.Buffer{}}
-	d.cmd = s.cmd("daemon", "--socket", d.socket)
+	return s.startDaemonWith(t, nil, env...)
+}
+
+// startDaemonWith starts the daemon with more arguments (--with, which it
+// plans with).
+func (s *sim) startDaemonWith(t *testing.T, args []string, env ...string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{socket: s.socketPath(), log: &syncBuffer{}}
+	d.cmd = s.cmd(append([]string{"daemon", "--socket", d.socket}, args...)...)
 	d.cmd.Env = append(d.cmd.Env, env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	d.exited = watchExit(d.cmd)
 	t.Cleanup(func() { d.kill() })
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -49,11 +58,28 @@ func (s *sim) startDaemon(t *testing.T, env ...string) *daemonProc {
 	return nil
 }
 
-// kill sends SIGKILL to the daemon and what it started, as a crash would.
+// kill sends SIGKILL to the daemon's process group, as a crash would
+// (the jobs it started have sessions of their own).
 func (d *daemonProc) kill() {
-	if d.cmd.Process != nil {
+	if !d.exited.done() {
 		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-		d.cmd.Wait()
+	}
+	<-d.exited.ch
+}
+
+// stop asks the daemon to stop (SIGTERM, as systemctl stop does) and waits
+// for a clean exit.
+func (d *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited.ch:
+		if !d.cmd.ProcessState.Success() {
+			t.Errorf("the daemon did not exit cleanly: %v\n%s", d.cmd.ProcessState, d.log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("the daemon did not stop on SIGTERM:\n%s", d.log)
+		d.kill()
 	}
 }
 
@@ -64,11 +90,13 @@ func (s *sim) client(t *testing.T) *http.Client {
 }
 
 // A run in the daemon survives the daemon's SIGKILL in the middle of the
-// installer: started again, the daemon probes the step and `watch` sees
-// the run finish.
+// installer, and so does the installer: started again, the daemon finds
+// the step started, follows the installer still running to its end, and
+// `watch` sees the run finish. The installer runs once.
 func TestDaemonKilledMidStepResumesOnRestart(t *testing.T) {
 	s := newSim(t)
-	s.control("pause-at", "installer:3")
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
+	s.control("hold-at", "installer:3")
 	d := s.startDaemon(t)
 	// start watches the run; it loses the daemon below, as an SSH session
 	// would lose it.
@@ -77,20 +105,27 @@ func TestDaemonKilledMidStepResumesOnRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { starter.Process.Kill(); starter.Wait() }()
-	if !waitFile(t, filepath.Join(s.root, "sim/control/paused"), 30*time.Second) {
+	if !waitFile(t, filepath.Join(s.root, "sim/control/held"), 30*time.Second) {
 		t.Fatalf("never reached the installer:\n%s", d.log)
 	}
 	d.kill()
-	killToolGroup(t, filepath.Join(s.root, "sim/control/paused"))
-	os.Remove(filepath.Join(s.root, "sim/control/paused"))
 	os.Remove(s.socketPath()) // a stale socket is left behind, as after a crash
-	s.startDaemon(t)
+	d = s.startDaemon(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.log.String(), "still running") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(d.log.String(), "still running") {
+		t.Fatalf("the restarted daemon did not follow the live installer:\n%s", d.log)
+	}
+	s.control("release", "")
 	w := s.run("watch", "--yes", "--socket", s.socketPath())
 	if w.code != exitOK || !strings.Contains(w.stdout, "completed") {
 		t.Fatalf("watch after the restart: exit %d\n%s\n%s", w.code, w.stdout, w.stderr)
 	}
-	if n := strings.Count(strings.Join(s.ledger(), " "), "installer_done"); n != 1 {
-		t.Fatalf("installer completed %d times", n)
+	l := strings.Join(s.ledger(), " ")
+	if strings.Count(l, "installer_begin") != 1 || strings.Count(l, "installer_done") != 1 {
+		t.Fatalf("ledger %s: the installer must run once", l)
 	}
 }
 
@@ -208,44 +243,40 @@ func TestDaemonContinuesAfterReboot(t *testing.T) {
 	if w.code != exitOK || !strings.Contains(w.stdout, "completed") {
 		t.Fatalf("watch after the reboot: exit %d\n%s\n%s", w.code, w.stdout, w.stderr)
 	}
-	if got := strings.Join(s.ledger(), " "); !strings.Contains(got, "reboot pc-install_dialer_4.1_done") {
+	if got := strings.Join(s.ledger(), " "); !strings.Contains(got, "reboot pc-install_dialer_4.1_begin pc-install_dialer_4.1_done") {
 		t.Fatalf("effects: %s", got)
 	}
 }
 
-// SIGTERM stops the daemon cleanly: the journal is whole, the step in
-// flight is left started, and the next daemon probes it and finishes.
+// SIGTERM stops the daemon cleanly and at once, even while pg_dump runs:
+// the journal is whole, the step in flight is left started and pg_dump
+// goes on; the next daemon probes the step, follows pg_dump and finishes.
 func TestDaemonSIGTERMLeavesStepToProbe(t *testing.T) {
 	s := newSim(t)
-	s.control("pause-at", "pg_dump:2")
+	t.Cleanup(func() { killTools(s) }) // a held tool never outlives a failed test
+	s.control("hold-at", "pg_dump:2")
 	d := s.startDaemon(t)
 	starter := s.cmd("start", "--yes", "--socket", s.socketPath())
 	if err := starter.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { starter.Process.Kill(); starter.Wait() }()
-	paused := filepath.Join(s.root, "sim/control/paused")
-	if !waitFile(t, paused, 30*time.Second) {
+	held := filepath.Join(s.root, "sim/control/held")
+	if !waitFile(t, held, 30*time.Second) {
 		t.Fatalf("never reached pg_dump:\n%s", d.log)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the daemon did not exit cleanly: %v\n%s", err, d.log)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the daemon did not stop on SIGTERM:\n%s", d.log)
+	d.stop(t)
+	if t.Failed() {
+		t.FailNow()
 	}
-	d.cmd.Process = nil // already reaped
-	killToolGroup(t, paused)
-	os.Remove(paused)
 	if _, err := os.Stat(s.socketPath()); !os.IsNotExist(err) {
 		t.Errorf("the socket was left behind: %v", err)
 	}
+	if !fileExists(held) {
+		t.Fatal("pg_dump did not outlive the daemon")
+	}
 	s.startDaemon(t)
+	s.control("release", "")
 	w := s.run("watch", "--yes", "--socket", s.socketPath())
 	if w.code != exitOK {
 		t.Fatalf("watch: exit %d\n%s\n%s", w.code, w.stdout, w.stderr)
@@ -253,6 +284,9 @@ func TestDaemonSIGTERMLeavesStepToProbe(t *testing.T) {
 	j := s.run("journal", "--socket", s.socketPath()).stdout
 	if !strings.Contains(j, "found backup-db started by an earlier process") {
 		t.Fatalf("the interrupted step was not probed:\n%s", j)
+	}
+	if n := strings.Count(strings.Join(s.ledger(), " "), "pg_dump_begin"); n != 1 {
+		t.Fatalf("pg_dump began %d times", n)
 	}
 }
 

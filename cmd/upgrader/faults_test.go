@@ -293,9 +293,10 @@ func (f *fleet) points() [][]string {
 
 // baseline is a scenario's undisturbed run and the points it passed.
 type baseline struct {
-	sc     scenario
-	want   []finalState
-	points [][]string // per invocation
+	sc      scenario
+	want    []finalState
+	ledgers [][]string // per host
+	points  [][]string // per invocation
 }
 
 var (
@@ -314,6 +315,9 @@ func baselineOf(t *testing.T, sc scenario) *baseline {
 	f.trace = true
 	f.drive()
 	b := &baseline{sc: sc, want: f.final(), points: f.points()}
+	for _, s := range f.sims {
+		b.ledgers = append(b.ledgers, s.ledger())
+	}
 	total := 0
 	for _, p := range b.points {
 		total += len(p)

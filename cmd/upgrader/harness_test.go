@@ -145,6 +145,18 @@ func (s *sim) ledger() []string {
 	return strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(b)), " ", "_"))
 }
 
+// effects is the ledger without the tools' "begin" lines: the effects
+// completed, in order.
+func (s *sim) effects() []string {
+	var out []string
+	for _, l := range s.ledger() {
+		if !strings.Contains(l, "_begin") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // finalState is what must be identical between an uninterrupted run and a
 // run that was killed and resumed.
 type finalState struct {

@@ -15,7 +15,7 @@ func TestProcedurePCUpgradeFrom41(t *testing.T) {
 	s.mustRun(exitOK, "run", "--yes")
 	want := []string{"pc-install_dialer_4.1.2_done", "pc-install_database_4.1.2_done",
 		"pc-install_supervisor_4.1.2_done", "pc-install_agent_4.1.2_done"}
-	if got := s.ledger(); !slices.Equal(got, want) {
+	if got := s.effects(); !slices.Equal(got, want) {
 		t.Fatalf("effects %v, want %v", got, want)
 	}
 }
@@ -27,7 +27,7 @@ func TestProcedurePCUpgradeFrom411SkipsDatabase(t *testing.T) {
 		t.Errorf("the plan does not say why the database step is out:\n%s", r.stdout)
 	}
 	want := []string{"pc-install_dialer_4.1.2_done", "pc-install_agent-api_4.1.2_done"}
-	if got := s.ledger(); !slices.Equal(got, want) {
+	if got := s.effects(); !slices.Equal(got, want) {
 		t.Fatalf("effects %v, want %v", got, want)
 	}
 }
@@ -48,7 +48,7 @@ func TestProcedurePCFreshInstall(t *testing.T) {
 	s.mustRun(exitOK, "resume", "--yes")
 	want := []string{"operator_install-linux-es_4.1.2", "reboot", "pc-install_dialer_4.1_done", "pc-install_dialer_4.1.2_done",
 		"pc-install_database_4.1.2_done", "pc-install_supervisor_4.1.2_done"}
-	if got := s.ledger(); !slices.Equal(got, want) {
+	if got := s.effects(); !slices.Equal(got, want) {
 		t.Fatalf("effects %v, want %v", got, want)
 	}
 }
@@ -85,10 +85,10 @@ func TestProcedurePCMigrationAcrossTwoHosts(t *testing.T) {
 	want := []string{"operator_install-linux-es_4.1.2", "reboot", "pc-restore_done", "pc-install_dialer_4.1.2_done",
 		"pc-install_database_4.1.2_done", "pc-install_supervisor_4.1.2_done", "pc-install_agent_4.1.2_done",
 		"pc-install_agent-api_4.1.2_done"}
-	if got := new.ledger(); !slices.Equal(got, want) {
+	if got := new.effects(); !slices.Equal(got, want) {
 		t.Fatalf("effects on the new server %v, want %v", got, want)
 	}
-	if got := old.ledger(); !slices.Equal(got, []string{"pc-backup_done"}) {
+	if got := old.effects(); !slices.Equal(got, []string{"pc-backup_done"}) {
 		t.Fatalf("effects on the old server %v", got)
 	}
 	j := new.mustRun(exitOK, "journal").stdout
@@ -139,7 +139,7 @@ func TestProcedurePOMFreshInstall(t *testing.T) {
 	if err != nil || !strings.Contains(string(v), "POM.03.01.01.01.00.003") {
 		t.Fatalf("version after install: %s %v", v, err)
 	}
-	if got := s.ledger(); !slices.Equal(got, []string{"installer_begin_fresh", "installer_done_fresh"}) {
+	if got := s.effects(); !slices.Equal(got, []string{"installer_done_fresh"}) {
 		t.Fatalf("effects %v", got)
 	}
 }

@@ -178,3 +178,43 @@ func TypeName(m fs.FileMode) string {
 	}
 	return "special file (" + m.Type().String() + ")"
 }
+
+// WriteFile replaces path with data atomically and durably: a temp file
+// created exclusively beside it, written, fsynced and renamed over path,
+// then the directory fsynced. A reader sees the old content or the new,
+// never part of it; after a crash, one of them is there.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	var tmp *os.File
+	var err error
+	for i := 0; ; i++ {
+		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%d-%d", filepath.Base(path), os.Getpid(), i))
+		tmp, err = CreateExclusive(name, perm)
+		if !errors.Is(err, fs.ErrExist) || i >= 100 {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

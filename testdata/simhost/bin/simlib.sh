@@ -1,9 +1,17 @@
 # Shared helpers of the simulated host's fake vendor tools.
 # Control files in $SIM_ROOT/sim/control (each consumed when it fires):
 #   pause-at  "NAME:N"  at checkpoint N of tool NAME, write control/paused and sleep until killed
+#   hold-at   "NAME:N"  at checkpoint N of tool NAME, write control/held ("NAME:N pid") and wait
+#                       until control/release exists (then remove both and go on)
 #   fail-at   "NAME:N"  at checkpoint N of tool NAME, fail with exit 1
 #   delay     seconds to sleep at every checkpoint (default 0.1)
 # Every completed non-idempotent effect is appended to var/log/sim-ledger.log and fsynced.
+#
+# Like the vendors' tools, the installers and pg_dump are not idempotent (sim_begin): each
+# keeps an in-progress marker in var/lib/sim/inprogress while it works. A second instance
+# started beside a live one, or (installers) a run started over the marker of one that was
+# interrupted half-way, damages the host: it appends the reason to var/lib/sim/CORRUPTED,
+# which no comparison with an undisturbed run survives, and goes on as if nothing happened.
 
 SIM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SIM_CONTROL=$SIM_ROOT/sim/control
@@ -22,9 +30,18 @@ sim_checkpoint() { # tool n
 		mv "$SIM_CONTROL/paused.tmp" "$SIM_CONTROL/paused"
 		while :; do sleep 1; done
 	fi
+	if [ -f "$SIM_CONTROL/hold-at" ] && [ "$(cat "$SIM_CONTROL/hold-at")" = "$here" ]; then
+		mv "$SIM_CONTROL/hold-at" "$SIM_CONTROL/hold-at.hit"
+		echo "$here $$" > "$SIM_CONTROL/held.tmp"
+		mv "$SIM_CONTROL/held.tmp" "$SIM_CONTROL/held"
+		until [ -f "$SIM_CONTROL/release" ]; do sleep 0.02; done
+		rm -f "$SIM_CONTROL/release" "$SIM_CONTROL/held"
+	fi
 	if [ -f "$SIM_CONTROL/fail-at" ] && [ "$(cat "$SIM_CONTROL/fail-at")" = "$here" ]; then
 		mv "$SIM_CONTROL/fail-at" "$SIM_CONTROL/fail-at.hit"
 		echo "simulated failure at $here" >&2
+		# A failure the tool itself reports leaves nothing half-done: it may be run again.
+		sim_end
 		exit 1
 	fi
 	[ -f "$SIM_CONTROL/delay" ] && delay=$(cat "$SIM_CONTROL/delay")
@@ -52,4 +69,53 @@ sim_new_boot_id() {
 	local boot=$SIM_ROOT/proc/sys/kernel/random/boot_id h
 	h=$( (cat "$boot" 2>/dev/null; echo restarted) | sha256sum)
 	sim_put "$boot" "${h:0:8}-${h:8:4}-${h:12:4}-${h:16:4}-${h:20:12}"
+}
+
+# sim_alive PID START: the process PID still runs and is the one that started at START
+# (clock ticks since boot, /proc/PID/stat field 22): pids are reused, zombies do not count.
+sim_alive() {
+	local want=$2 stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	set -- $stat
+	[ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$want" ]
+}
+
+sim_starttime() { # PID
+	local stat
+	stat=$(cat "/proc/$1/stat") && stat=${stat##*) } && set -- $stat && echo "${20}"
+}
+
+# sim_corrupt REASON: the host is damaged.
+sim_corrupt() {
+	mkdir -p "$SIM_ROOT/var/lib/sim"
+	echo "$1" >> "$SIM_ROOT/var/lib/sim/CORRUPTED"
+	sync "$SIM_ROOT/var/lib/sim/CORRUPTED"
+	sim_ledger "CORRUPTED $1"
+}
+
+# sim_begin NAME MODE: the tool starts its non-idempotent work. MODE "exclusive": a second
+# instance beside a live one damages the host (two writers of one file); "once": so does a
+# run over the marker of an interrupted one (an installer with no rollback).
+sim_begin() {
+	local marker=$SIM_ROOT/var/lib/sim/inprogress/$1 pid start
+	if [ -f "$marker" ]; then
+		read -r pid start < "$marker" || true
+		if sim_alive "$pid" "$start"; then
+			sim_corrupt "$1 started beside a running $1 (pid $pid)"
+		elif [ "$2" = once ]; then
+			sim_corrupt "$1 run again over an interrupted $1 (pid $pid)"
+		fi
+	fi
+	sim_put "$marker" "$$ $(sim_starttime $$)"
+	SIM_BEGUN=$marker
+}
+
+# sim_end: the work begun with sim_begin is complete (or cleanly refused).
+sim_end() {
+	if [ -n "${SIM_BEGUN:-}" ]; then
+		rm -f "$SIM_BEGUN"
+		sync "$(dirname "$SIM_BEGUN")"
+		SIM_BEGUN=
+	fi
 }

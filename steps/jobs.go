@@ -1,0 +1,172 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"upgrader/orchestrator"
+	"upgrader/steps/job"
+)
+
+// jobRun is a long child of a step whose interruption would harm the host
+// (an installer, pg_dump, a backup, a service start or stop): it runs as a
+// supervised job (package job), lives on if upgrader dies, and a resumed
+// step follows it, or reads how it ended, instead of starting another.
+type jobRun struct {
+	name      string // tells the jobs of one step apart (a service); "" for its only one
+	what      string // for messages: "the installer", "pg_dump"
+	argv, env []string
+	line      func(string) // each line of its output, as it comes
+	// rerun says an interrupted run may simply be started again: the tool
+	// only reads the product and writes a file upgrader discards, or the
+	// service manager converges. Never a vendor installer.
+	rerun bool
+	// converges says the caller runs the job only when the host is not as
+	// wanted (a service's status): a job an earlier process saw end is
+	// never taken for this one's result, a new one runs.
+	converges bool
+	private   bool          // what it writes is for root only (a backup: umask 077)
+	timeout   time.Duration // from the command's start; 0 for none
+	// prepare runs before a new start, never before following a job that
+	// an earlier process started.
+	prepare func() error
+}
+
+func savedJobKey(name string) string {
+	if name == "" {
+		return "job"
+	}
+	return "job." + name
+}
+
+func (h *Host) jobDir() (job.Dir, error) {
+	if h.Jobs == "" {
+		return "", errors.New("no jobs directory: a long command cannot run without a place to record it")
+	}
+	return job.Dir(h.Jobs), nil
+}
+
+// jobLive reports whether a job of the step (one named name, or any if
+// name is "*") may still be at work: until it ends, the step's effect is
+// not in place, whatever the host shows.
+func (h *Host) jobLive(sc orchestrator.StepContext, name string) (bool, error) {
+	for k, key := range sc.Saved {
+		if k != savedJobKey(name) && !(name == "*" && (k == "job" || strings.HasPrefix(k, "job."))) {
+			continue
+		}
+		dir, err := h.jobDir()
+		if err != nil {
+			return false, err
+		}
+		info, err := dir.Look(key)
+		if err != nil || info.State.Live() {
+			return err == nil, err
+		}
+	}
+	return false, nil
+}
+
+// runJob runs j for the step and waits for its end. The job's key is
+// saved on the step before it starts; a step found started (sc.Resumed)
+// follows that job if it still runs, takes its recorded end if it ended
+// unseen, and fails if it was interrupted and may not simply run again.
+// A job that still runs is followed whatever the attempt: never two at once.
+func (h *Host) runJob(ctx context.Context, sc orchestrator.StepContext, j jobRun) error {
+	dir, err := h.jobDir()
+	if err != nil {
+		return err
+	}
+	saved := savedJobKey(j.name)
+	if key := sc.Saved[saved]; key != "" {
+		info, err := dir.Look(key)
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.State.Live():
+			pid := fmt.Sprintf("pid %d", info.Pid)
+			if info.Pid == 0 {
+				pid = "its supervisor is starting it"
+			}
+			msg := fmt.Sprintf("%s started earlier is still running (%s): following it to its end; its log: %s", j.what, pid, info.Log)
+			sc.Log.Info().Str("job", key).Int("pid", info.Pid).Msg(msg)
+			sc.Progress(msg, 0, 0)
+			return h.follow(ctx, sc, j, key, true)
+		case sc.Resumed && info.State == job.Ended && !j.converges:
+			sc.Log.Info().Str("job", key).Str("status", info.Status.String()).Str("log", info.Log).
+				Msg(j.what + " ended while no upgrader was following it")
+			return h.follow(ctx, sc, j, key, false)
+		case sc.Resumed && info.State == job.Interrupted && !j.rerun:
+			return interrupted(j, info)
+		}
+		// Never started, interrupted and safe to run again, or the
+		// operator's retry after a recorded failure: a new job.
+	}
+	if j.prepare != nil {
+		if err := j.prepare(); err != nil {
+			return err
+		}
+	}
+	prefix := sc.RunID + "-" + sc.Spec.ID
+	if j.name != "" {
+		prefix += "-" + j.name
+	}
+	key, err := dir.NewKey(prefix)
+	if err != nil {
+		return err
+	}
+	// Persist before act: a later upgrader knows which job to look for.
+	if err := sc.Save(map[string]string{saved: key}); err != nil {
+		return err
+	}
+	sc.Log.Info().Str("job", key).Strs("argv", j.argv).Str("log", dir.Log(key)).Msg("starting " + j.what)
+	env := append(append([]string(nil), baseEnv...), j.env...)
+	if err := dir.Start(job.Spec{Key: key, Argv: j.argv, Env: env, Private: j.private}); err != nil {
+		return fmt.Errorf("%s: %w", j.what, err)
+	}
+	return h.follow(ctx, sc, j, key, true)
+}
+
+// follow waits for a job's end, with its lines if lines.
+func (h *Host) follow(ctx context.Context, sc orchestrator.StepContext, j jobRun, key string, lines bool) error {
+	dir, err := h.jobDir()
+	if err != nil {
+		return err
+	}
+	o := job.FollowOptions{Timeout: j.timeout, Stop: sc.Stopped}
+	if lines {
+		o.Line = j.line
+	}
+	res, err := dir.Follow(ctx, key, o)
+	switch {
+	case errors.Is(err, job.ErrDetached):
+		return fmt.Errorf("%w: %s goes on (pid %d, log %s); 'upgrader resume' follows it again", orchestrator.ErrDetached, j.what, res.Pid, res.Log)
+	case errors.Is(err, job.ErrInterrupted):
+		return interrupted(j, res.Info)
+	case err != nil:
+		return fmt.Errorf("%s: %w (its log: %s)", j.what, err, res.Log)
+	case res.TimedOut:
+		return fmt.Errorf("%s ran longer than %s (installer_timeout) and was stopped: read its log %s before resuming", j.what, j.timeout, res.Log)
+	}
+	if err := res.Status.Err(); err != nil {
+		return &CommandError{Path: j.argv[0], Err: err, Tail: res.Tail, Log: res.Log}
+	}
+	return nil
+}
+
+// interrupted is the failure of a job that started and whose end was never
+// recorded: upgrader cannot know how far it got.
+func interrupted(j jobRun, info job.Info) error {
+	if j.rerun {
+		return fmt.Errorf("%s (pid %d) was interrupted before it finished (its log: %s): 'upgrader resume' runs it again",
+			j.what, info.Pid, info.Log)
+	}
+	return fmt.Errorf("%s (pid %d) was interrupted before it finished: it was running when the host or upgrader went down, "+
+		"and its end was never recorded. upgrader does not start it again on its own (upgrader's own rule: the release notes "+
+		"describe no recovery from a half-finished run, and a vendor installer run over one can damage the product). "+
+		"Read its log %s and the vendor's instructions; once running it again is safe, 'upgrader resume' does",
+		j.what, info.Pid, info.Log)
+}
