@@ -22,18 +22,11 @@ const hashBuf = 1 << 20
 // (/dev/zero) would be hashed forever, and a FIFO is opened without
 // waiting for a writer.
 func HashFile(path string, progress orchestrator.Progress) (string, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	f, st, err := securefs.OpenRegular(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	if !st.Mode().IsRegular() {
-		return "", 0, fmt.Errorf("%w: %s is a %s; give a regular file", securefs.ErrNotRegular, path, securefs.TypeName(st.Mode()))
-	}
 	h := sha256.New()
 	buf := make([]byte, hashBuf)
 	var done int64

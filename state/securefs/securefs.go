@@ -118,19 +118,11 @@ func CreateExclusive(path string, perm os.FileMode) (*os.File, error) {
 // larger than max is refused without reading more than max+1 bytes.
 // Symlinks are followed: the operator names the file.
 func ReadRegular(path string, max int64) ([]byte, error) {
-	// O_NONBLOCK: opening a FIFO with no writer would wait forever.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	f, _, err := OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is a %s; give a regular file", ErrNotRegular, path, TypeName(st.Mode()))
-	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, err
@@ -144,19 +136,32 @@ func ReadRegular(path string, max int64) ([]byte, error) {
 // CheckRegular reports whether path is a regular file, without opening it
 // for long: media and other large inputs are then read by their own code.
 func CheckRegular(path string) (fs.FileInfo, error) {
+	f, st, err := OpenRegular(path)
+	if err != nil {
+		return st, err
+	}
+	f.Close()
+	return st, nil
+}
+
+// OpenRegular opens an untrusted input for reading, refusing at once
+// (without blocking on a FIFO) anything that is not a regular file.
+func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
+	// O_NONBLOCK: opening a FIFO with no writer would wait forever.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		f.Close()
+		return nil, nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return st, fmt.Errorf("%w: %s is a %s; give a regular file", ErrNotRegular, path, TypeName(st.Mode()))
+		f.Close()
+		return nil, st, fmt.Errorf("%w: %s is a %s; give a regular file", ErrNotRegular, path, TypeName(st.Mode()))
 	}
-	return st, nil
+	return f, st, nil
 }
 
 // TypeName names what a non-regular file is, for messages: "named pipe",
