@@ -58,7 +58,7 @@ func BenchmarkEngineNoopSteps(b *testing.B) {
 			b.Fatal(err)
 		}
 		eng := &orchestrator.Engine{Store: db, Steps: noopFactory{}, Checker: noChecks{}}
-		if _, err := eng.Create(plan, "bench", "", "bench"); err != nil {
+		if _, err := eng.Create(plan, "bench", "", "bench", testConsent); err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()

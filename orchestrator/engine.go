@@ -28,15 +28,18 @@ const (
 
 // Notice tells a watcher what the engine is doing; it is for display only.
 type Notice struct {
-	Kind  string // step-start, step-done, step-failed, progress, paused, state
-	Run   string
-	Step  string
-	Index int // 0-based step index
-	Total int // number of steps
-	Title string
-	Text  string
-	Done  int64 // progress
-	Of    int64 // progress total, 0 if unknown
+	// Seq numbers the notices of one process, from 1 (the supervisor
+	// assigns it), so a watcher can ask for what it missed.
+	Seq   uint64 `json:"seq,omitempty"`
+	Kind  string `json:"kind"` // hello, step-start, step-done, step-failed, progress, paused, state, stopped
+	Run   string `json:"run,omitempty"`
+	Step  string `json:"step,omitempty"`
+	Index int    `json:"index,omitempty"` // 0-based step index
+	Total int    `json:"total,omitempty"` // number of steps
+	Title string `json:"title,omitempty"`
+	Text  string `json:"text,omitempty"`
+	Done  int64  `json:"done,omitempty"` // progress
+	Of    int64  `json:"of,omitempty"`   // progress total, 0 if unknown
 }
 
 // Engine carries out persisted runs. It is the thin shell around the pure
@@ -68,12 +71,16 @@ type ExecOptions struct {
 	// Role is which server of a two-server procedure this host is
 	// (RoleSource, RoleTarget); steps for the other one are not run here.
 	Role string
+	// Steps and Checker, when set, replace the engine's for this call: the
+	// host of the run's own profile.
+	Steps   StepFactory
+	Checker ArtifactChecker
 
 	resumed bool // the loop is in its first pass
 }
 
-// Outcome is where an Execute call left the run.
-type Outcome struct {
+// ExecResult is where an Execute call left the run.
+type ExecResult struct {
 	RunID string
 	State State
 	Step  string // the failed, waiting or last step
@@ -108,9 +115,11 @@ func (e *Engine) entry(run Run, actor, event, step, text string, fields map[stri
 	return JournalEntry{RunID: run.ID, Time: e.now(), Actor: actor, Event: event, Step: step, Text: text, Fields: fields}
 }
 
-// Create persists a new run of plan in state planned. Plans with nothing
-// to do are refused: there is nothing to run.
-func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error) {
+// Create persists a new run of plan in state planned, with the operator's
+// consent (nil: the run will stop before every gate and before its point
+// of no return). Plans with nothing to do are refused: there is nothing to
+// run.
+func (e *Engine) Create(plan Plan, runID, profilePath, actor string, consent *Consent) (Run, error) {
 	if plan.NothingToDo {
 		return Run{}, errors.New("the plan has nothing to do")
 	}
@@ -121,7 +130,7 @@ func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error
 		return Run{}, fmt.Errorf("%w: the plan was changed after it was fingerprinted", ErrFingerprintMismatch)
 	}
 	now := e.now()
-	run := Run{ID: runID, Plan: plan, Profile: profilePath, State: StatePlanned, CreatedAt: now, UpdatedAt: now}
+	run := Run{ID: runID, Plan: plan, Profile: profilePath, State: StatePlanned, CreatedAt: now, UpdatedAt: now, Consent: consent}
 	recs := make([]StepRecord, len(plan.Steps))
 	for i, s := range plan.Steps {
 		recs[i] = StepRecord{RunID: runID, Index: i, StepID: s.ID, Status: StepPending}
@@ -129,6 +138,14 @@ func (e *Engine) Create(plan Plan, runID, profilePath, actor string) (Run, error
 	j := e.entry(run, actor, "run.created", "", fmt.Sprintf("run of %s %s → %s created, %d steps", plan.Procedure, plan.From, plan.To, len(plan.Steps)),
 		map[string]string{"fingerprint": plan.Fingerprint, "point_of_no_return": plan.PointOfNoReturn})
 	entries := []JournalEntry{j}
+	if consent != nil {
+		text := "consent via " + consent.Via
+		if consent.PointOfNoReturn && plan.PointOfNoReturn != "" {
+			text += ", covering the point of no return (" + plan.PointOfNoReturn + ")"
+		}
+		entries = append(entries, e.entry(run, consent.Actor, "consent.given", "", text,
+			map[string]string{"via": consent.Via, "point_of_no_return": strconv.FormatBool(consent.PointOfNoReturn), "yes": strconv.FormatBool(consent.Yes)}))
+	}
 	for _, id := range slices.Sorted(maps.Keys(plan.Inputs.Overrides)) {
 		entries = append(entries, e.entry(run, actor, "finding.overridden", "", id+" overridden: "+plan.Inputs.Overrides[id],
 			map[string]string{"finding": id, "reason": plan.Inputs.Overrides[id]}))
@@ -167,17 +184,22 @@ func (e *Engine) transition(run *Run, recs []StepRecord, ev Event, actor, text s
 //
 // The run is loaded once: this process holds the state's lock, so the
 // in-memory copy is kept equal to what each commit wrote.
-func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (Outcome, error) {
+func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (ExecResult, error) {
+	if opts.Steps != nil {
+		c := *e
+		c.Steps, c.Checker = opts.Steps, opts.Checker
+		e = &c
+	}
 	run, recs, err := e.Store.LoadRun(runID)
 	if err != nil {
-		return Outcome{RunID: runID}, err
+		return ExecResult{RunID: runID}, err
 	}
 	opts.resumed = true
 	for {
 		if err := ctx.Err(); err != nil {
-			return Outcome{RunID: runID, State: run.State}, err
+			return ExecResult{RunID: runID, State: run.State}, err
 		}
-		out := Outcome{RunID: run.ID, State: run.State}
+		out := ExecResult{RunID: run.ID, State: run.State}
 		switch run.State {
 		case StatePlanned:
 			err = e.transition(&run, recs, EventPreflight, engineActor, "preflight")
@@ -218,7 +240,11 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 			}
 			out.Step = stepIDAt(run, i)
 			spec := run.Plan.Steps[i]
-			e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: spec.Instructions})
+			if att, ok := run.Consent.Covers(spec); ok {
+				err = e.confirm(&run, recs, i, run.Consent.Actor, att)
+				break
+			}
+			e.notify(Notice{Kind: "paused", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: pausedText(spec)})
 			if opts.Confirm == nil {
 				return out, nil
 			}
@@ -247,8 +273,12 @@ func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (O
 				out.Step, out.HandOver = spec.ID, spec.RunsOn
 				return out, nil
 			}
-			if spec.Kind == KindGate && recs[i].Confirmation == nil {
-				err = e.transition(&run, recs, EventPause, engineActor, "waiting for the operator at "+spec.ID)
+			if NeedsConsent(run, recs, i) {
+				text := "waiting for the operator at " + spec.ID
+				if spec.Kind != KindGate {
+					text = "waiting for consent before the point of no return (" + spec.ID + ")"
+				}
+				err = e.transition(&run, recs, EventPause, engineActor, text)
 				break
 			}
 			err = e.runStep(ctx, &run, recs, i)
@@ -318,7 +348,9 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	}
 	j := e.entry(*run, engineActor, event, spec.ID, text, fields)
 	run.UpdatedAt = e.now()
-	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
+	// The intent of an irreversible step is copied to the snapshot: a
+	// restored state must never forget that the point of no return passed.
+	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}, Snapshot: spec.Irreversible}); err != nil {
 		return err
 	}
 	recs[i] = rec
@@ -341,7 +373,8 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 			next := rec
 			next.Saved = saved
 			j := e.entry(*run, engineActor, "step.saved", spec.ID, "saved "+strings.Join(slices.Sorted(maps.Keys(values)), ", "), values)
-			if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{next}, Journal: []JournalEntry{j}}); err != nil {
+			// Saved values (a boot id, a job's key) must survive a restore.
+			if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{next}, Journal: []JournalEntry{j}, Snapshot: true}); err != nil {
 				return err
 			}
 			rec, recs[i] = next, next
@@ -415,6 +448,15 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	e.failpoint("after-result", spec.ID)
 	e.notify(Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
 	return nil
+}
+
+// pausedText is what the operator is asked at a pause: a gate's
+// instructions, or the consent before the point of no return.
+func pausedText(spec StepSpec) string {
+	if spec.Kind == KindGate {
+		return spec.Instructions
+	}
+	return "the point of no return: " + spec.Title + " cannot be undone. Check the verified backup and media, then confirm to go on."
 }
 
 // materialIDs lists the material IDs of a step's references, comma

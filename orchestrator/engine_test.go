@@ -185,12 +185,12 @@ const runID = "run-1"
 
 func (h *harness) create(tb testing.TB, p orchestrator.Plan) {
 	tb.Helper()
-	if _, err := h.eng.Create(p, runID, "/etc/upgrader/site.yaml", "tester"); err != nil {
+	if _, err := h.eng.Create(p, runID, "/etc/upgrader/site.yaml", "tester", testConsent); err != nil {
 		tb.Fatalf("Create: %v", err)
 	}
 }
 
-func (h *harness) exec(tb testing.TB, opts orchestrator.ExecOptions) orchestrator.Outcome {
+func (h *harness) exec(tb testing.TB, opts orchestrator.ExecOptions) orchestrator.ExecResult {
 	tb.Helper()
 	out, err := h.eng.Execute(context.Background(), runID, opts)
 	if err != nil {
@@ -344,8 +344,13 @@ func TestEngineHappyPath(t *testing.T) {
 		t.Errorf("verify-media outputs %+v, want the media artifact recorded", recs[0].Outputs)
 	}
 
-	wantEvents := []string{"run.created ", "run.preflight ", "run.pass "}
+	wantEvents := []string{"run.created ", "consent.given ", "run.preflight ", "run.pass "}
 	for _, id := range []string{"verify-media", "backup-db", "upgrade", "start"} {
+		if id == "upgrade" {
+			// The point of no return: the consent given at the start
+			// answers it, on the record.
+			wantEvents = append(wantEvents, "run.pause ", "run.confirm ")
+		}
 		wantEvents = append(wantEvents, "step.start "+id, "step.done "+id)
 	}
 	wantEvents = append(wantEvents, "run.complete ")
@@ -513,7 +518,7 @@ func TestEngineSecondRunChangesNothing(t *testing.T) {
 	h.create(t, p)
 	h.exec(t, orchestrator.ExecOptions{})
 	h.steps.calls = nil
-	if _, err := h.eng.Create(p, "run-2", "", "tester"); err != nil {
+	if _, err := h.eng.Create(p, "run-2", "", "tester", testConsent); err != nil {
 		t.Fatal(err)
 	}
 	out, err := h.eng.Execute(context.Background(), "run-2", orchestrator.ExecOptions{})
@@ -885,7 +890,7 @@ func TestEngineCreateRefusesTamperedPlan(t *testing.T) {
 				Blockers: []orchestrator.Finding{{ID: "x", Severity: orchestrator.SeverityBlocker}}}
 			p.Fingerprint = orchestrator.Fingerprint(p)
 			tt.tamper(&p)
-			if _, err := h.eng.Create(p, runID, "", "tester"); err == nil {
+			if _, err := h.eng.Create(p, runID, "", "tester", testConsent); err == nil {
 				t.Fatal("Create accepted the plan")
 			}
 			if _, err := h.db.LatestRun(); !errors.Is(err, orchestrator.ErrNoActiveRun) {
@@ -899,14 +904,14 @@ func TestEngineCreateWhileActive(t *testing.T) {
 	h := newHarness(t)
 	p := newPlan(step("a"))
 	h.create(t, p)
-	if _, err := h.eng.Create(p, "run-2", "", "tester"); !errors.Is(err, orchestrator.ErrActiveRun) {
+	if _, err := h.eng.Create(p, "run-2", "", "tester", testConsent); !errors.Is(err, orchestrator.ErrActiveRun) {
 		t.Fatalf("second Create: %v, want ErrActiveRun", err)
 	}
 	if _, _, err := h.db.LoadRun("run-2"); !errors.Is(err, orchestrator.ErrRunNotFound) {
 		t.Errorf("the refused run was stored: %v", err)
 	}
 	h.exec(t, orchestrator.ExecOptions{})
-	if _, err := h.eng.Create(p, "run-2", "", "tester"); err != nil {
+	if _, err := h.eng.Create(p, "run-2", "", "tester", testConsent); err != nil {
 		t.Errorf("Create after the first run completed: %v", err)
 	}
 	if id, err := h.db.ActiveRun(); err != nil || id != "run-2" {
@@ -1189,3 +1194,8 @@ func TestEngineRebootLoopGuard(t *testing.T) {
 		}
 	})
 }
+
+// testConsent is the operator's consent to the point of no return, for
+// tests about something else: such a run does not stop before its
+// irreversible step (TestConsent* test that it does without it).
+var testConsent = &orchestrator.Consent{Actor: "tester", Via: orchestrator.ConsentFingerprint, PointOfNoReturn: true}

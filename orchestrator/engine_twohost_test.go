@@ -200,7 +200,7 @@ func TestEngineImportWhileActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := newHarness(t)
-	if _, err := dst.eng.Create(newPlan(step("local")), "run-local", "", "bob"); err != nil {
+	if _, err := dst.eng.Create(newPlan(step("local")), "run-local", "", "bob", testConsent); err != nil {
 		t.Fatal(err)
 	}
 	if err := dst.eng.Import(x, "", "bob", "a"); !errors.Is(err, orchestrator.ErrActiveRun) {
@@ -489,7 +489,7 @@ func TestEngineRebootStep(t *testing.T) {
 	if r.Status != orchestrator.StepDone || !r.AlreadyInPlace || r.Attempts != 2 || r.Outputs.Values["boot_id"] != "B" {
 		t.Errorf("restart record %+v, want done on attempt 2, found in place, boot B", r)
 	}
-	want := []string{"run.created ", "run.preflight ", "run.pass ", "step.start install", "step.done install",
+	want := []string{"run.created ", "consent.given ", "run.preflight ", "run.pass ", "step.start install", "step.done install",
 		"step.start restart", "step.saved restart", "run.reboot ", "run.rebooted ", "step.resume restart", "step.done restart",
 		"step.start after", "step.done after", "run.complete "}
 	if got := h.events(t); !slices.Equal(got, want) {
@@ -625,8 +625,8 @@ func TestEngineOverridesJournaledAtCreate(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("finding.overridden entries %v, want %v", got, want)
 	}
-	if ev := h.events(t); len(ev) != 3 || ev[0] != "run.created " {
-		t.Errorf("journal %v, want run.created then one entry per override", ev)
+	if ev := h.events(t); len(ev) != 4 || ev[0] != "run.created " || ev[1] != "consent.given " {
+		t.Errorf("journal %v, want run.created, consent.given, then one entry per override", ev)
 	}
 
 	// A real plan with an override journals it the same way.
@@ -635,13 +635,13 @@ func TestEngineOverridesJournaledAtCreate(t *testing.T) {
 		orchestrator.Options{Overrides: map[string]string{"migrate-source-model": "source disk moved"}})
 	h2.create(t, plan)
 	j := h2.journal(t)
-	if len(j) != 2 || j[1].Event != "finding.overridden" || j[1].Fields["reason"] != "source disk moved" {
-		t.Errorf("journal %+v, want run.created and finding.overridden", j)
+	if len(j) != 3 || j[2].Event != "finding.overridden" || j[2].Fields["reason"] != "source disk moved" {
+		t.Errorf("journal %+v, want run.created, consent.given and finding.overridden", j)
 	}
 	// Without overrides there is no such entry.
 	h3 := newHarness(t)
 	h3.create(t, newPlan(step("a")))
-	if ev := h3.events(t); !slices.Equal(ev, []string{"run.created "}) {
-		t.Errorf("journal %v, want run.created only", ev)
+	if ev := h3.events(t); !slices.Equal(ev, []string{"run.created ", "consent.given "}) {
+		t.Errorf("journal %v, want run.created and the consent only", ev)
 	}
 }

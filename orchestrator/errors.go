@@ -33,6 +33,13 @@ var (
 	// ErrBadExport means an exported run file is damaged, edited, or
 	// carries progress it may not (see RunExport.Check).
 	ErrBadExport = errors.New("exported run refused")
+	// ErrInvalidRequest means what was asked is malformed or names
+	// something that does not exist (a profile, a procedure, an option):
+	// fix the request and ask again.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrBlockedPlan means a run was asked to start from a plan with
+	// blockers: nothing starts until they are fixed.
+	ErrBlockedPlan = errors.New("the plan has blockers")
 	// ErrRebootRequested is returned by a reboot step's Apply once it has
 	// asked the host to restart: the run waits for the host to come back.
 	ErrRebootRequested = errors.New("reboot requested")

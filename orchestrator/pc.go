@@ -295,3 +295,22 @@ func RoleOf(model string) string {
 	}
 	return ""
 }
+
+// CheckImportTarget refuses a migration's run on a server other than the
+// one its next step is for (the IBM x3650 M2 after the old server's
+// backup), unless the engineer overrides migrate-target-model.
+func CheckImportTarget(x RunExport, model string, overrides map[string]string) error {
+	i := NextStep(x.Steps)
+	if i < 0 {
+		return nil
+	}
+	want := x.Run.Plan.Steps[i].RunsOn
+	if want == "" || RoleOf(model) == want {
+		return nil
+	}
+	if _, ok := overrides["migrate-target-model"]; ok && want == RoleTarget {
+		return nil
+	}
+	return fmt.Errorf("%w: the run's next step (%s) is for %s, and this server is %q: import it there, or --override migrate-target-model=REASON",
+		ErrTransition, x.Run.Plan.Steps[i].ID, RoleServer(want), model)
+}

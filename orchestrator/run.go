@@ -25,6 +25,8 @@ type Run struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Reason says why the run is blocked, failed or aborted.
 	Reason string `json:"reason,omitempty"`
+	// Consent is the operator's agreement to the run (see Consent).
+	Consent *Consent `json:"consent,omitempty"`
 }
 
 // StepStatus is where one step of a run stands.
@@ -87,6 +89,10 @@ type Update struct {
 	// ReplaceSteps says the run's plan was replaced: the store writes the
 	// new plan and drops the old step records before writing Steps.
 	ReplaceSteps bool
+	// Snapshot asks the store to copy the state after this commit, which
+	// must survive a restore: the intent of an irreversible step, values a
+	// step saved. (A finished step or run is always copied.)
+	Snapshot bool
 }
 
 // Store persists runs. Every method is durable when it returns nil: the

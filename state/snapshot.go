@@ -23,10 +23,11 @@ import (
 // state file is damaged (RestoreSnapshot).
 const SnapshotName = FileName + ".snapshot"
 
-// finishesStep says whether an update completes a step or ends the run:
-// the moments worth a snapshot.
-func finishesStep(u orchestrator.Update) bool {
-	if u.Run.State.Terminal() {
+// worthSnapshot says whether an update completes a step, ends the run,
+// or asks for a copy (the intent of an irreversible step, saved values):
+// the moments a restored state must not forget.
+func worthSnapshot(u orchestrator.Update) bool {
+	if u.Snapshot || u.Run.State.Terminal() {
 		return true
 	}
 	for _, r := range u.Steps {

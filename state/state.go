@@ -212,7 +212,7 @@ func (d *DB) Commit(u orchestrator.Update) error {
 		}
 		return apply(tx, u)
 	})
-	if err != nil || !finishesStep(u) {
+	if err != nil || !worthSnapshot(u) {
 		return err
 	}
 	return d.snapshotAfter(nil)

@@ -229,8 +229,9 @@ func killAlone(t *testing.T, c aloneCase) *sim {
 			t.Fatalf("upgrader did not die of the hangup: %v", cmd.ProcessState)
 		}
 	case "daemon":
-		d := s.startDaemonWith(t, c.sc.args)
-		starter := s.cmd("start", "--yes", "--socket", s.socketPath())
+		d := s.startDaemonWith(t, nil)
+		// The plan's options travel with the request.
+		starter := s.cmd(append([]string{"start", "--yes", "--socket", s.socketPath()}, c.sc.args...)...)
 		starter.Stdout, starter.Stderr = &out, &out
 		if err := starter.Start(); err != nil {
 			t.Fatal(err)
@@ -248,7 +249,7 @@ func killAlone(t *testing.T, c aloneCase) *sim {
 	attached := &backText
 	var d2 *daemonProc
 	if c.how == "daemon" {
-		d2 = s.startDaemonWith(t, c.sc.args)
+		d2 = s.startDaemonWith(t, nil)
 		back = s.cmd("watch", "--yes", "--socket", s.socketPath())
 		attached = d2.log
 	} else {

@@ -1,177 +1,116 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
-	"go.yaml.in/yaml/v3"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"upgrader/orchestrator"
-	"upgrader/orchestrator/profile"
+	"upgrader/orchestrator/api"
+	"upgrader/orchestrator/local"
 	"upgrader/state"
-	"upgrader/state/securefs"
-	"upgrader/steps"
 )
 
-// app holds the flags every command shares and wires the packages together.
+// app holds the flags every command shares.
 type app struct {
 	stdin       io.Reader
 	profilePath string
-	procedure   string
 	stateDir    string
-	assume      []string
-	with        []string
-	override    []string
-	attest      []string
 	socket      string
-	answersPath string
-	answers     map[string]map[string]string // gate id → attestation
 	output      string
-	yes         bool
 	code        int // exit code for a command that succeeded but must say more
 }
 
-// setup is a loaded profile, the host it describes and its facts.
-type setup struct {
-	profile profile.Profile
-	host    *steps.Host
-	facts   orchestrator.Facts
+// session is the run service a command talks to: the daemon's over its
+// socket when one answers, else one in this process (local != nil).
+type session struct {
+	svc   orchestrator.Service
+	local *local.Service
+	close func()
+	ctx   context.Context
 }
 
-func (a *app) loadProfile(path string) (profile.Profile, error) {
-	data, err := securefs.ReadRegular(path, profile.MaxProfileSize)
-	if err != nil {
-		return profile.Profile{}, usagef("site profile: %v (give the site's profile with --profile)", err)
-	}
-	abs, _ := filepath.Abs(path)
-	p, err := profile.Decode(data, filepath.Dir(abs))
-	if err != nil {
-		return p, usagef("%s: %v", path, err)
-	}
-	return p, nil
+// viaDaemon says the run service is the daemon's.
+func (s *session) viaDaemon() bool { return s.local == nil }
+
+// localConfig is the in-process service's configuration.
+func (a *app) localConfig(log zerolog.Logger) local.Config {
+	return local.Config{StateDir: a.stateDir, Profile: a.profilePath, Log: log,
+		Warn:      func(err error) { fmt.Fprintln(os.Stderr, "warning:", err) },
+		Failpoint: failpoint, StateFailpoint: stateFailpoint}
 }
 
-func (a *app) loadSetup(path string) (setup, error) {
-	p, err := a.loadProfile(path)
+// session connects to the run service: the daemon's when one answers on
+// --socket, else the state opened in this process. A socket served by
+// someone other than root is an error, never gone around.
+func (a *app) session(cmd *cobra.Command) (*session, error) {
+	ctx := orchestrator.WithActor(context.Background(), actor())
+	up, err := api.Up(a.socket)
 	if err != nil {
-		return setup{}, err
-	}
-	assumed, err := orchestrator.ParseAssumptions(a.assume)
-	if err != nil {
-		return setup{}, usagef("%v", err)
-	}
-	h := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
-	return setup{profile: p, host: h, facts: steps.GatherFacts(context.Background(), h).WithAssumptions(assumed)}, nil
-}
-
-func (a *app) procedureFor(p profile.Profile) (string, error) {
-	id := a.procedure
-	if id == "" {
-		id = p.Procedure
-	}
-	if id == "" {
-		return "", usagef("no procedure: give --procedure or set procedure in the profile")
-	}
-	if _, err := orchestrator.LookupProcedure(id); err != nil {
-		return "", usagef("%v", err)
-	}
-	return id, nil
-}
-
-// planHere reads the profile and the host and plans the procedure.
-func (a *app) planHere() (setup, orchestrator.Plan, error) {
-	s, err := a.loadSetup(a.profilePath)
-	if err != nil {
-		return s, orchestrator.Plan{}, err
-	}
-	id, err := a.procedureFor(s.profile)
-	if err != nil {
-		return s, orchestrator.Plan{}, err
-	}
-	overrides, err := a.overrides()
-	if err != nil {
-		return s, orchestrator.Plan{}, err
-	}
-	plan, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: id, Facts: s.facts, Profile: s.profile,
-		Options: orchestrator.Options{With: a.with, Overrides: overrides}})
-	return s, plan, err
-}
-
-// maxAnswersSize bounds the answers file: a few attestations.
-const maxAnswersSize = 1 << 20
-
-// loadAnswers reads the answers file: gate id → attestation fields, as
-// Leapp's answerfile does, so a run can go unattended.
-func (a *app) loadAnswers() error {
-	if a.answersPath == "" {
-		return nil
-	}
-	data, err := securefs.ReadRegular(a.answersPath, maxAnswersSize)
-	if err != nil {
-		return usagef("answers file: %v (give a YAML file of gate-id: {field: value})", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	a.answers = map[string]map[string]string{}
-	if err := dec.Decode(&a.answers); err != nil && !errors.Is(err, io.EOF) {
-		return usagef("answers file %s: %v (expected: gate-id: {field: value})", a.answersPath, err)
-	}
-	return nil
-}
-
-// overrides parses --override ID=REASON flags.
-func (a *app) overrides() (map[string]string, error) {
-	if len(a.override) == 0 {
-		return nil, nil
-	}
-	out := map[string]string{}
-	for _, o := range a.override {
-		id, reason, ok := strings.Cut(o, "=")
-		if !ok || strings.TrimSpace(id) == "" || strings.TrimSpace(reason) == "" {
-			return nil, usagef("--override %q: use ID=REASON; the reason is journaled", o)
-		}
-		out[strings.TrimSpace(id)] = strings.TrimSpace(reason)
-	}
-	return out, nil
-}
-
-func (a *app) openState() (*state.DB, error) {
-	db, err := state.Open(a.stateDir, time.Second)
-	if err != nil {
-		if errors.Is(err, state.ErrLocked) {
-			return nil, withCode(exitError, fmt.Errorf("%w\n(a foreground 'upgrader run' or 'resume' in another terminal holds it)", err))
-		}
 		return nil, withCode(exitError, err)
 	}
-	db.Failpoint = stateFailpoint
-	db.Warn = func(err error) { fmt.Fprintln(os.Stderr, "warning:", err) }
-	return db, nil
+	if up {
+		return &session{svc: api.NewClient(a.socket), close: func() {}, ctx: ctx}, nil
+	}
+	log, logf, err := openLogger(a.stateDir, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, codeOf(err)
+	}
+	svc, err := local.Open(a.localConfig(log))
+	if err != nil {
+		logf.Close()
+		if errors.Is(err, state.ErrLocked) {
+			err = fmt.Errorf("%w\n(a foreground 'upgrader run' or 'resume' in another terminal holds it: follow it there, or wait for it to stop)", err)
+		}
+		return nil, codeOf(err)
+	}
+	return &session{svc: svc, local: svc, ctx: ctx, close: func() { svc.Close(); logf.Close() }}, nil
 }
 
-// logger writes the detailed log to upgrader.log in the state directory;
-// a write that fails is said once on stderr.
-func (a *app) logger() (zerolog.Logger, io.Closer, error) {
-	f, err := state.OpenLog(a.stateDir, os.Stderr)
+// openLogger opens the detailed log, upgrader.log in the state directory;
+// a write that fails is said once on warn.
+func openLogger(stateDir string, warn io.Writer) (zerolog.Logger, io.Closer, error) {
+	f, err := state.OpenLog(stateDir, warn)
 	if err != nil {
 		return zerolog.Nop(), nil, err
 	}
 	return zerolog.New(f).With().Timestamp().Logger(), f, nil
 }
 
-func (a *app) engine(db *state.DB, host *steps.Host, log zerolog.Logger, notify func(orchestrator.Notice)) *orchestrator.Engine {
-	return &orchestrator.Engine{Store: db, Steps: host, Checker: host, Log: log, Notify: notify, Failpoint: failpoint}
+// planner plans in this process, without the state.
+func (a *app) planner() local.Planner { return a.localConfig(zerolog.Nop()).Planner() }
+
+// profileGiven is the site profile to send with a request: the one the
+// operator named (--profile, UPGRADER_PROFILE), else "" for the service's
+// own (the daemon's --profile).
+func (a *app) profileGiven(cmd *cobra.Command) string {
+	if cmd.Flags().Changed("profile") || os.Getenv("UPGRADER_PROFILE") != "" {
+		return absPath(a.profilePath)
+	}
+	return ""
+}
+
+// humanOut is where progress and plans go: stdout for text, stderr when
+// stdout carries JSON for a machine.
+func (a *app) humanOut(cmd *cobra.Command) io.Writer {
+	if a.output == "json" {
+		return cmd.ErrOrStderr()
+	}
+	return cmd.OutOrStdout()
+}
+
+func (a *app) finishJSON(cmd *cobra.Command, v any) error {
+	if a.output == "json" {
+		return writeJSON(cmd.OutOrStdout(), v)
+	}
+	return nil
 }
 
 // actor names the operator for the journal.
@@ -181,12 +120,6 @@ func actor() string {
 		return fmt.Sprintf("uid=%d(%s)", uid, u.Username)
 	}
 	return fmt.Sprintf("uid=%d", uid)
-}
-
-func newRunID() string {
-	b := make([]byte, 3)
-	rand.Read(b)
-	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
 // isTerminal reports whether f is an interactive terminal.

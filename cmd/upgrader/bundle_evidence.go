@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,9 +53,11 @@ func (a *app) bundleEvidence(p profile.Profile) (ev bundle.Evidence, cleanup fun
 	} else {
 		e.note("upgrader/profile.yaml: %v", err)
 	}
-	s, plan, err := a.planHere()
-	e.doc("facts.json", s.facts)
-	if err == nil {
+	pl := a.planner()
+	if facts, err := pl.Facts(context.Background(), p, nil); err == nil {
+		e.doc("facts.json", facts)
+	}
+	if plan, _, err := pl.Plan(context.Background(), orchestrator.PlanRequest{Profile: profilePath}); err == nil {
 		e.doc("plan-now.json", plan)
 	} else {
 		e.note("no plan for this host now: %v", err)
@@ -63,7 +66,7 @@ func (a *app) bundleEvidence(p profile.Profile) (ev bundle.Evidence, cleanup fun
 		e.Files = append(e.Files, bundle.FileRef{Name: "upgrader.log", Path: log})
 	}
 	// The output of every long child (installers, pg_dump) it ran.
-	jobLogs, _ := filepath.Glob(filepath.Join(a.jobsDir(), "*.log"))
+	jobLogs, _ := filepath.Glob(filepath.Join(a.stateDir, "jobs", "*.log"))
 	for _, l := range jobLogs {
 		e.Files = append(e.Files, bundle.FileRef{Name: "jobs/" + filepath.Base(l), Path: l})
 	}
@@ -83,7 +86,7 @@ func (a *app) bundleEvidence(p profile.Profile) (ev bundle.Evidence, cleanup fun
 // daemonHolds reports whether upgrader's daemon answers on the socket; a
 // socket served by another user is noted, and never asked.
 func (e *evidence) daemonHolds(a *app) bool {
-	up, err := a.daemonUp()
+	up, err := api.Up(a.socket)
 	if err != nil {
 		e.note("%v", err)
 	}
@@ -92,14 +95,15 @@ func (e *evidence) daemonHolds(a *app) bool {
 
 // fromDaemon asks the daemon that holds the state for its run.
 func (e *evidence) fromDaemon(a *app) bool {
-	c := a.client()
-	var st api.Status
-	if err := c.call("GET", "/v1/status", nil, &st); err != nil {
+	c := api.NewClient(a.socket)
+	ctx := orchestrator.WithActor(context.Background(), actor())
+	st, err := c.Status(ctx, "")
+	if err != nil {
 		e.note("the daemon on %s did not give its run: %v", a.socket, err)
 		return false
 	}
-	var journal []orchestrator.JournalEntry
-	if err := c.call("GET", "/v1/journal", nil, &journal); err != nil {
+	journal, err := c.Journal(ctx, st.Run.ID, 0)
+	if err != nil {
 		e.note("the daemon on %s did not give its journal: %v", a.socket, err)
 	}
 	e.run(st.Run, st.Steps, journal)

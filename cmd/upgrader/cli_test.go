@@ -84,12 +84,13 @@ func TestUnknownProfileKeyNamesTheLine(t *testing.T) {
 	}
 }
 
-// A guided run with no terminal stops at the operator gate (exit 5) and
-// says what to type; resume --yes finishes it.
+// A guided run with no terminal, consented to by the reviewed plan's
+// fingerprint, stops at the operator gate (exit 5) and says what to type;
+// resume --yes finishes it.
 func TestGuidedRunPausesAtGateThenCompletes(t *testing.T) {
 	s := newSim(t)
-	r := s.mustRun(exitPaused, "run")
-	if !strings.Contains(r.stdout, "Next: ") || !strings.Contains(r.stdout, "upgrader resume --yes") {
+	r := s.mustRun(exitPaused, "run", "--expect-fingerprint", s.reviewed())
+	if !strings.Contains(r.stdout, "Next: ") || !strings.Contains(r.stdout, "upgrader confirm enable-dnc-import") {
 		t.Fatalf("no next command:\n%s", r.stdout)
 	}
 	st := s.mustRun(exitOK, "status").stdout
@@ -158,12 +159,16 @@ func TestAbortBeforePointOfNoReturnAndSkipGate(t *testing.T) {
 		t.Fatalf("status after abort:\n%s", st)
 	}
 
+	// A skip lets the run go on: at the last gate it completes, with
+	// nothing left "in flight".
 	g := newSim(t)
-	g.mustRun(exitPaused, "run")
+	g.mustRun(exitPaused, "run", "--expect-fingerprint", g.reviewed())
 	g.mustRun(exitUsage, "skip", "enable-dnc-import")
-	g.mustRun(exitOK, "skip", "enable-dnc-import", "--reason", "site has no DNC lists")
-	g.mustRun(exitOK, "resume")
-	if st := g.mustRun(exitOK, "status").stdout; !strings.Contains(st, "skipped: site has no DNC lists") {
+	sk := g.mustRun(exitOK, "skip", "enable-dnc-import", "--reason", "site has no DNC lists")
+	if !strings.Contains(sk.stdout, ": completed") || strings.Contains(sk.stdout, "in flight") {
+		t.Fatalf("skip at the last gate:\n%s", sk.stdout)
+	}
+	if st := g.mustRun(exitOK, "status").stdout; !strings.Contains(st, "skipped: site has no DNC lists") || !strings.Contains(st, "completed") {
 		t.Fatalf("status:\n%s", st)
 	}
 }
@@ -172,7 +177,7 @@ func TestAbortBeforePointOfNoReturnAndSkipGate(t *testing.T) {
 // the engineer re-plans explicitly.
 func TestResumeRefusesChangedPlan(t *testing.T) {
 	s := newSim(t)
-	s.mustRun(exitPaused, "run")
+	s.mustRun(exitPaused, "run", "--expect-fingerprint", s.reviewed())
 	b, _ := os.ReadFile(s.profile)
 	os.WriteFile(s.profile, []byte(strings.Replace(string(b), "site: sim-pom-01", "site: sim-pom-02", 1)), 0o644)
 	r := s.mustRun(exitBlocked, "resume", "--yes")
@@ -182,6 +187,29 @@ func TestResumeRefusesChangedPlan(t *testing.T) {
 	s.mustRun(exitOK, "resume", "--yes", "--replan")
 	if j := s.mustRun(exitOK, "journal").stdout; !strings.Contains(j, "run.replanned") {
 		t.Fatalf("replan not journaled:\n%s", j)
+	}
+}
+
+// Nothing irreversible starts without consent: with no terminal, run
+// needs --yes or the reviewed fingerprint, else it exits 2 and touches
+// nothing (no state, no backup, no service stopped).
+func TestRunWithoutConsentTouchesNothing(t *testing.T) {
+	s := newSim(t)
+	before := s.treeHash("")
+	for _, cmd := range []string{"run", "start"} {
+		r := s.mustRun(exitUsage, cmd)
+		if !strings.Contains(r.stderr, "--expect-fingerprint") || !strings.Contains(r.stderr, "nothing was started") {
+			t.Errorf("%s without consent says: %s", cmd, r.stderr)
+		}
+	}
+	if after := s.treeHash(""); after != before {
+		t.Error("the host changed")
+	}
+	if _, err := os.Stat(s.state); !os.IsNotExist(err) {
+		t.Errorf("the state directory was made: %v", err)
+	}
+	if l := s.ledger(); len(l) != 0 {
+		t.Errorf("effects: %v", l)
 	}
 }
 

@@ -50,6 +50,7 @@ type bundleFlags struct {
 	since, until string
 	appServer    bool
 	mpp          bool
+	yes          bool
 }
 
 func newBundleCmd(a *app) *cobra.Command {
@@ -95,6 +96,7 @@ Exit codes:
 	fl.StringVar(&f.until, "until", "", `only log lines until this date (inclusive), "YYYY-MM-DD HH:MM:SS"`)
 	fl.BoolVarP(&f.appServer, "appserver", "a", false, "add the application server's and Tomcat's logs")
 	fl.BoolVarP(&f.mpp, "mpp", "c", false, "add the MPPs' logs (CXI)")
+	fl.BoolVarP(&f.yes, "yes", "y", false, "ask nothing: the default directory, every process, every date")
 	return cmd
 }
 
@@ -128,9 +130,9 @@ func (f bundleFlags) selection() (bundle.Selection, error) {
 }
 
 func (a *app) bundle(cmd *cobra.Command, f bundleFlags) error {
-	p, err := a.loadProfile(a.profilePath)
+	p, _, err := a.planner().LoadProfile(a.profilePath)
 	if err != nil {
-		return err
+		return codeOf(err)
 	}
 	sel, err := f.selection()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
@@ -18,26 +17,9 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/api"
+	"upgrader/orchestrator/local"
 	"upgrader/state"
-	"upgrader/steps"
 )
-
-// daemonBackend is what the control API drives in the daemon.
-type daemonBackend struct {
-	a    *app
-	db   *state.DB
-	sup  *orchestrator.Supervisor
-	host *steps.Host
-}
-
-func (b *daemonBackend) Plan() (orchestrator.Plan, error) {
-	_, plan, err := b.a.planHere()
-	return plan, err
-}
-func (b *daemonBackend) Supervisor() *orchestrator.Supervisor { return b.sup }
-func (b *daemonBackend) Store() orchestrator.Store            { return b.db }
-func (b *daemonBackend) NewRunID() string                     { return newRunID() }
-func (b *daemonBackend) ProfilePath() string                  { return absPath(b.a.profilePath) }
 
 func newDaemonCmd(a *app) *cobra.Command {
 	var group string
@@ -70,7 +52,9 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 		gid, _ = strconv.Atoi(g.Gid)
 	}
 	srv := &api.Server{Group: gid, Log: log}
-	db, err := state.Open(a.stateDir, time.Second)
+	cfg := a.localConfig(log)
+	cfg.Warn = func(err error) { log.Warn().Err(err).Msg("snapshot") }
+	svc, err := local.Open(cfg)
 	switch {
 	case errors.Is(err, state.ErrLocked):
 		return withCode(exitError, fmt.Errorf("%w\nanother upgrader daemon (socket %s) or a foreground run holds it", err, a.socket))
@@ -79,32 +63,25 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 		srv.Degraded = err
 		log.Error().Err(err).Msg("needs operator")
 	default:
-		defer db.Close()
-		db.Failpoint = stateFailpoint
-		db.Warn = func(err error) { log.Warn().Err(err).Msg("snapshot") }
+		defer svc.Close()
+		srv.Service = svc
 	}
 	l, err := api.Listen(a.socket, gid)
 	if err != nil {
 		return withCode(exitError, err)
 	}
-	if srv.Degraded == nil {
-		p, perr := a.loadProfile(a.profilePath)
-		host := &steps.Host{Profile: p, Run: steps.ExecRunner{}, Jobs: a.jobsDir()}
-		host.Role = orchestrator.RoleOf(host.Model())
-		eng := a.engine(db, host, log, nil)
-		sup := orchestrator.NewSupervisor(eng, host.Role)
-		srv.Backend = &daemonBackend{a: a, db: db, sup: sup, host: host}
-		if perr != nil {
-			log.Warn().Err(perr).Msg("no site profile: runs cannot be planned until it is fixed")
+	if svc != nil {
+		if _, perr := svc.Plan(context.Background(), orchestrator.PlanRequest{}); errors.Is(perr, orchestrator.ErrInvalidRequest) {
+			log.Warn().Err(perr).Msg("no usable site profile: runs cannot be planned until it is fixed")
 		}
-		if err := a.checkActivePlan(db, log); err != nil {
-			srv.Degraded = err
-		} else if id, err := sup.ResumeActive("daemon"); err != nil {
-			log.Error().Err(err).Msg("resume")
+		ctx := orchestrator.WithActor(context.Background(), "daemon")
+		if id, err := svc.ResumeActive(ctx); err != nil {
+			// A plan that changed waits for the operator's resume --replan;
+			// status says so.
+			log.Error().Err(err).Str("run", id).Msg("the active run is not carried on")
 		} else if id != "" {
 			log.Info().Str("run", id).Msg("carrying on the active run")
 		}
-		defer sup.Shutdown()
 	}
 	httpSrv := srv.HTTPServer()
 	errc := make(chan error, 1)
@@ -128,36 +105,3 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 	os.Remove(a.socket)
 	return nil
 }
-
-// checkActivePlan refuses to carry on a run whose plan no longer matches
-// what this binary and profile make of its recorded facts.
-func (a *app) checkActivePlan(db *state.DB, log zerolog.Logger) error {
-	id, err := db.ActiveRun()
-	if err != nil {
-		return nil
-	}
-	run, _, err := db.LoadRun(id)
-	if err != nil {
-		return err
-	}
-	path := run.Profile
-	if path == "" {
-		path = a.profilePath
-	}
-	p, err := a.loadProfile(path)
-	if err != nil {
-		return fmt.Errorf("run %s: %w", id, err)
-	}
-	rebuilt, err := orchestrator.BuildPlan(orchestrator.PlanInput{Procedure: run.Plan.Procedure, Facts: run.Plan.Facts,
-		Profile: p, Options: orchestrator.Options{With: run.Plan.Inputs.With, Overrides: run.Plan.Inputs.Overrides}})
-	if err != nil {
-		return err
-	}
-	if rebuilt.Fingerprint != run.Plan.Fingerprint {
-		return fmt.Errorf("run %s: the plan changed since it started (%v): stop the daemon and review it with 'upgrader resume --replan'",
-			id, orchestrator.DiffPlans(run.Plan, rebuilt))
-	}
-	return nil
-}
-
-var _ http.Handler = (*api.Server)(nil)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,10 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"upgrader/orchestrator"
+	"upgrader/orchestrator/api"
 )
 
 func newPlanCmd(a *app) *cobra.Command {
 	var explain string
+	var pf planFlags
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Print what the procedure will do on this host (dry run: changes nothing)",
@@ -32,7 +35,7 @@ why, the vendor material, its safety properties, parameters and instructions
   upgrader plan --profile site.yaml --explain upgrade-pom`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, plan, err := a.planHere()
+			plan, err := a.plan(cmd, &pf)
 			if err != nil {
 				return err
 			}
@@ -48,7 +51,7 @@ why, the vendor material, its safety properties, parameters and instructions
 				printPlan(out, plan)
 				if len(plan.Blockers) == 0 && !plan.NothingToDo {
 					fmt.Fprintln(out)
-					for _, l := range a.nextRunLines(cmd, plan) {
+					for _, l := range a.nextRunLines(cmd, &pf, plan) {
 						fmt.Fprintln(out, l)
 					}
 				}
@@ -59,8 +62,28 @@ why, the vendor material, its safety properties, parameters and instructions
 			return nil
 		},
 	}
+	pf.register(cmd)
 	cmd.Flags().StringVar(&explain, "explain", "", "print one step's full record: its id or number in the plan")
 	return cmd
+}
+
+// plan asks the daemon for the plan when one answers (it plans exactly as
+// it will run), else plans in this process; neither needs the state.
+func (a *app) plan(cmd *cobra.Command, pf *planFlags) (orchestrator.Plan, error) {
+	req, err := pf.request(a, cmd)
+	if err != nil {
+		return orchestrator.Plan{}, err
+	}
+	up, err := api.Up(a.socket)
+	if err != nil {
+		return orchestrator.Plan{}, withCode(exitError, err)
+	}
+	if up {
+		plan, err := api.NewClient(a.socket).Plan(orchestrator.WithActor(context.Background(), actor()), req)
+		return plan, codeOf(err)
+	}
+	plan, _, err := a.planner().Plan(context.Background(), req)
+	return plan, codeOf(err)
 }
 
 // explainStep prints one step of the plan, as text or as its JSON StepSpec.
@@ -102,7 +125,7 @@ func (a *app) explainStep(out io.Writer, plan orchestrator.Plan, step string) er
 // nextRunLines is the command that runs exactly this plan, with the
 // options that shaped it, wrapped with shell continuations to fit
 // lineWidth. A what-if plan (--assume) says so instead.
-func (a *app) nextRunLines(cmd *cobra.Command, plan orchestrator.Plan) []string {
+func (a *app) nextRunLines(cmd *cobra.Command, pf *planFlags, plan orchestrator.Plan) []string {
 	for _, f := range plan.Facts {
 		if f.Assumed {
 			return hanging("Next: ", "this is a what-if plan (--assume): plan again without --assume before running it")
@@ -112,13 +135,13 @@ func (a *app) nextRunLines(cmd *cobra.Command, plan orchestrator.Plan) []string 
 	if cmd.Flags().Changed("state-dir") {
 		args = append(args, "--state-dir", shellQuote(a.stateDir))
 	}
-	if cmd.Flags().Changed("procedure") {
+	if pf.procedure != "" {
 		args = append(args, "--procedure", shellQuote(plan.Procedure))
 	}
 	if len(plan.Inputs.With) > 0 {
 		args = append(args, "--with", shellQuote(strings.Join(plan.Inputs.With, ",")))
 	}
-	for _, o := range a.override {
+	for _, o := range pf.override {
 		args = append(args, "--override", shellQuote(o))
 	}
 	args = append(args, "--expect-fingerprint", orchestrator.ShortFingerprint(plan.Fingerprint))

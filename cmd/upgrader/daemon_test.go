@@ -144,7 +144,7 @@ func TestDaemonRefusesOtherUsers(t *testing.T) {
 	if !strings.Contains(string(out), "may not use upgrader's control socket") {
 		t.Fatalf("uid 65534 got: %s", out)
 	}
-	resp, err := s.client(t).Get("http://x/v1/plan")
+	resp, err := s.client(t).Post("http://x/v1/plan", "application/json", strings.NewReader(`{}`))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("root: %v %v", resp, err)
 	}
@@ -164,7 +164,7 @@ func TestDaemonConcurrentStartsAndLimits(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := c.Post("http://x/v1/start", "application/json", strings.NewReader(`{}`))
+			resp, err := c.Post("http://x/v1/start", "application/json", strings.NewReader(`{"consent": {"via": "--yes"}}`))
 			if err != nil {
 				t.Error(err)
 				return

@@ -281,3 +281,17 @@ func (s *sim) tool(args ...string) {
 		s.t.Fatalf("%v: %v\n%s", args, err, out)
 	}
 }
+
+// reviewed is the fingerprint of this host's plan as `upgrader plan`
+// prints it: the operator's consent to exactly that plan.
+func (s *sim) reviewed(args ...string) string {
+	s.t.Helper()
+	var p struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	r := s.run(append([]string{"plan", "-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || p.Fingerprint == "" {
+		s.t.Fatalf("plan -o json: %v\n%s\n%s", err, r.stdout, r.stderr)
+	}
+	return orchestrator.ShortFingerprint(p.Fingerprint)
+}

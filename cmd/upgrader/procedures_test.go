@@ -215,10 +215,10 @@ func TestAnswersFileConfirmsGates(t *testing.T) {
 	os.WriteFile(filepath.Join(s.root, "backup/pom.dmp"), []byte("oracle export"), 0o600)
 	answers := filepath.Join(s.dir, "answers.yaml")
 	os.WriteFile(answers, []byte("backup-db:\n  backup_path: /backup/pom.dmp\nenable-dnc-import:\n  note: site has no DNC lists\n"), 0o644)
-	s.mustRun(exitOK, "run", "--answers", answers)
+	s.mustRun(exitOK, "run", "--answers", answers, "--expect-fingerprint", s.reviewed())
 	if j := s.mustRun(exitOK, "journal", "-o", "json").stdout; !strings.Contains(j, "answers file") {
 		t.Fatalf("the journal does not say the gates were answered from the file:\n%s", j)
 	}
 	os.WriteFile(answers, []byte("backup-db: [not, a, map]\n"), 0o644)
-	s.mustRun(exitUsage, "plan", "--answers", answers)
+	s.mustRun(exitUsage, "resume", "--answers", answers)
 }

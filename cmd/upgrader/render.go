@@ -477,11 +477,15 @@ func printDowntime(w io.Writer, p orchestrator.Plan) {
 }
 
 // printStatus writes where a run stands and the next command to type.
-func printStatus(w io.Writer, run orchestrator.Run, recs []orchestrator.StepRecord, next string) {
+func printStatus(w io.Writer, st orchestrator.Status) {
+	run, recs := st.Run, st.Steps
 	fmt.Fprintf(w, "Run %s: %s\n", run.ID, run.State)
 	fmt.Fprintf(w, "  procedure    %s (%s → %s)\n", run.Plan.Procedure, run.Plan.From, run.Plan.To)
 	fmt.Fprintf(w, "  fingerprint  %s\n", orchestrator.ShortFingerprint(run.Plan.Fingerprint))
 	fmt.Fprintf(w, "  updated      %s\n", run.UpdatedAt.Format("2006-01-02 15:04:05 UTC"))
+	if st.Busy {
+		fmt.Fprintf(w, "  now          carrying out %s\n", st.Outcome.Step)
+	}
 	if past, step := orchestrator.PastPointOfNoReturn(run.Plan, recs); past {
 		fmt.Fprintf(w, "  past the point of no return (%s): the run can only go forward\n", step)
 	}
@@ -497,52 +501,27 @@ func printStatus(w io.Writer, run orchestrator.Run, recs []orchestrator.StepReco
 			detail = "skipped: " + r.SkipReason
 		case r.Status == orchestrator.StepDone && r.AlreadyInPlace:
 			detail = "already in place"
-		case r.Status == orchestrator.StepDone && r.Confirmation != nil:
+		case r.Confirmation != nil && r.Status == orchestrator.StepDone:
 			detail = "confirmed by " + r.Confirmation.Actor
 		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%d\t%s\n", i+1, r.StepID, r.Status, r.Attempts, detail)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nNext: %s\n", next)
+	fmt.Fprintf(w, "\nNext: %s\n", st.Outcome.Next.Text())
 }
 
-// nextCommand is the exact command the operator should type now.
-func nextCommand(run orchestrator.Run, recs []orchestrator.StepRecord) string {
-	i := orchestrator.NextStep(recs)
-	var spec orchestrator.StepSpec
-	if i >= 0 {
-		spec = run.Plan.Steps[i]
-	}
-	prof := ""
-	if run.Profile != "" {
-		prof = " --profile " + run.Profile
-	}
-	switch run.State {
-	case orchestrator.StateCompleted:
-		return "nothing: the run is complete (upgrader journal shows what was done)"
-	case orchestrator.StateAborted:
-		return "nothing: the run was aborted; plan again with upgrader plan" + prof
-	case orchestrator.StateBlocked:
-		return "fix the blockers, then: upgrader plan" + prof + " && upgrader run" + prof
-	case orchestrator.StateWaitingOperator:
-		s := fmt.Sprintf("do the operator step %q, then: upgrader resume --yes", spec.Title)
-		if spec.Skip == orchestrator.SkipWithReason {
-			s += fmt.Sprintf("   (or: upgrader skip %s --reason \"...\")", spec.ID)
+// printPointOfNoReturn shows what the operator consents to before the
+// first irreversible step: the step, and the verified backup and media it
+// rests on (re-checked again right before it starts).
+func printPointOfNoReturn(w io.Writer, st orchestrator.Status, i int) {
+	spec := st.Run.Plan.Steps[i]
+	hang(w, "      ", fmt.Sprintf("POINT OF NO RETURN: %s. There is no rollback: from here the way back is a restore from the backup.", spec.Title))
+	for _, r := range st.Steps[:i] {
+		for _, name := range slices.Sorted(maps.Keys(r.Outputs.Artifacts)) {
+			a := r.Outputs.Artifacts[name]
+			hang(w, "      ", fmt.Sprintf("%s (verified by %s): %s, %s, sha256 %s", name, r.StepID, a.Path, orchestrator.BytesText(a.Size), a.SHA256))
 		}
-		return s
-	case orchestrator.StateRebooting:
-		return "the host was asked to reboot; once it is back up: upgrader resume"
-	case orchestrator.StateFailed:
-		s := "fix the cause shown above, then: upgrader resume"
-		if spec.Skip == orchestrator.SkipWithReason {
-			s += fmt.Sprintf("   (or: upgrader skip %s --reason \"...\")", spec.ID)
-		}
-		if past, _ := orchestrator.PastPointOfNoReturn(run.Plan, recs); !past {
-			s += "   (or: upgrader abort --reason \"...\")"
-		}
-		return s
 	}
-	return "upgrader resume   (the run stopped while " + string(run.State) + "; resume probes the step that was in flight)"
 }
 
 func printJournal(w io.Writer, entries []orchestrator.JournalEntry) {

@@ -16,19 +16,60 @@ import (
 const (
 	exitOK      = 0 // done, or a plan with no blockers
 	exitError   = 1 // an error not covered below (state, I/O)
-	exitUsage   = 2 // bad flags or arguments
+	exitUsage   = 2 // bad flags or arguments, or no consent to start
 	exitBlocked = 3 // a preflight finding blocks the run
 	exitFailed  = 4 // a step failed
-	exitPaused  = 5 // paused at an operator gate
+	exitPaused  = 5 // paused: a gate, the point of no return, a reboot, a hand-over
 )
 
 const exitCodesHelp = `Exit codes:
   0  done, or the plan has no blockers
-  1  error (state file, I/O, another upgrader running)
-  2  usage error (bad flag, argument or value)
-  3  blocked by a preflight finding (or the plan changed since the run started)
+  1  error (state file, I/O, another upgrader running, the run interrupted)
+  2  usage error (bad flag, argument or value; no terminal to ask and no --yes
+     or --expect-fingerprint)
+  3  blocked: a preflight finding, a plan that changed since it was reviewed,
+     or an action the run's state does not allow (abort past the point of no
+     return, skip of a safety step)
   4  a step failed
-  5  paused at an operator gate`
+  5  paused: at an operator gate or the point of no return, waiting for a
+     reboot, or handing over to the other server of a migration`
+
+// codeOf gives an error of the run service its exit code (the same
+// whether the daemon or this process answered).
+func codeOf(err error) error {
+	var ce *codeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return err
+	case errors.Is(err, orchestrator.ErrInvalidRequest), errors.Is(err, orchestrator.ErrNoConsent), errors.Is(err, orchestrator.ErrNoActiveRun),
+		errors.Is(err, orchestrator.ErrInvalidRunID), errors.Is(err, orchestrator.ErrBadExport):
+		return withCode(exitUsage, err)
+	case errors.Is(err, orchestrator.ErrAttestation):
+		return withCode(exitPaused, err)
+	case errors.Is(err, orchestrator.ErrFingerprintMismatch), errors.Is(err, orchestrator.ErrBlockedPlan),
+		errors.Is(err, orchestrator.ErrPastPointOfNoReturn), errors.Is(err, orchestrator.ErrSkipNotAllowed),
+		errors.Is(err, orchestrator.ErrTransition), errors.Is(err, orchestrator.ErrActiveRun):
+		return withCode(exitBlocked, err)
+	}
+	return withCode(exitError, err)
+}
+
+// outcomeCode is the exit code of a run that stopped where o says.
+func outcomeCode(o orchestrator.Outcome) int {
+	switch o.Class {
+	case orchestrator.OutcomeDone, orchestrator.OutcomeRunning, orchestrator.OutcomeExported:
+		return exitOK
+	case orchestrator.OutcomeGate, orchestrator.OutcomeReboot, orchestrator.OutcomeHandOver:
+		return exitPaused
+	case orchestrator.OutcomeFailed:
+		return exitFailed
+	case orchestrator.OutcomeBlocked:
+		return exitBlocked
+	}
+	return exitError // aborted, interrupted
+}
 
 // codeError carries an exit code to Main.
 type codeError struct {
@@ -93,6 +134,10 @@ Proactive Outreach Manager and Proactive Contact servers. Every step is
 recorded before it starts, so a run survives a crash, a reboot or a lost
 terminal: 'upgrader resume' carries on where it stopped.
 
+Every command works the same with and without the daemon: when one answers
+on --socket, the command asks it; otherwise it does the work in this
+process.
+
 ` + exitCodesHelp,
 		Example: `  upgrader plan --profile /etc/upgrader/site.yaml
   upgrader plan --profile site.yaml --assume pom.version=3.1.0 -o json
@@ -107,25 +152,18 @@ terminal: 'upgrader resume' carries on where it stopped.
 	root.CompletionOptions.DisableDefaultCmd = true
 	f := root.PersistentFlags()
 	f.StringVar(&a.profilePath, "profile", envOr("UPGRADER_PROFILE", "/etc/upgrader/site.yaml"), "site profile (YAML)")
-	f.StringVar(&a.procedure, "procedure", "", "procedure id (default: the profile's)")
 	f.StringVar(&a.socket, "socket", envOr("UPGRADER_SOCKET", "/run/upgrader/upgrader.sock"), "the daemon's control socket")
 	f.StringVar(&a.stateDir, "state-dir", envOr("UPGRADER_STATE_DIR", "/var/lib/upgrader"), "state directory")
-	f.StringArrayVar(&a.assume, "assume", nil, "override a fact, key=value (repeatable), e.g. pom.version=3.1.0")
-	f.StringSliceVar(&a.with, "with", nil, "optional components to include, comma list (supervisor,agent,agent-api; pdc,help-library)")
-	f.StringArrayVar(&a.override, "override", nil, "accept a blocker whose policy allows it: ID=REASON (repeatable, journaled)")
 	f.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
-	f.BoolVarP(&a.yes, "yes", "y", false, "answer yes at operator gates")
-	f.StringArrayVar(&a.attest, "attest", nil, "a field an operator gate asks for, KEY=VALUE (repeatable), e.g. backup_path=/backup/pom.dmp")
-	f.StringVar(&a.answersPath, "answers", "", "answers file (YAML: gate id → attestation fields) for unattended runs")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.output != "text" && a.output != "json" {
 			return usagef("-o %q: use text or json", a.output)
 		}
-		return a.loadAnswers()
+		return nil
 	}
-	root.AddCommand(newBundleCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newStatusCmd(a), newJournalCmd(a),
-		newSkipCmd(a), newAbortCmd(a), newLifecycleCmd(a), newExportCmd(a), newImportCmd(a), newProceduresCmd(a),
-		newVerifyMediaCmd(a), newDaemonCmd(a), newStartCmd(a), newWatchCmd(a), newConfirmCmd(a), newRestoreStateCmd(a))
+	root.AddCommand(newBundleCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRetryCmd(a), newConfirmCmd(a),
+		newSkipCmd(a), newAbortCmd(a), newWatchCmd(a), newStatusCmd(a), newJournalCmd(a), newExportCmd(a), newImportCmd(a),
+		newLifecycleCmd(a), newProceduresCmd(a), newVerifyMediaCmd(a), newDaemonCmd(a), newRestoreStateCmd(a))
 	return root
 }
 

@@ -55,7 +55,7 @@ func TestLogOnFullDisk(t *testing.T) {
 	os.Mkdir(a.stateDir, 0o700)
 	release := smallfs.Fill(t, mnt, 0)
 	stderr := captureStderr(t)
-	log, closer, err := a.logger()
+	log, closer, err := openLogger(a.stateDir, os.Stderr)
 	if err != nil {
 		t.Fatalf("logger on a full disk: %v", err)
 	}

@@ -14,15 +14,17 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"upgrader/orchestrator"
 )
 
 // fuzzRequests makes an empty request of each kind a route decodes.
 var fuzzRequests = []func() Request{
-	func() Request { return &StartRequest{} },
-	func() Request { return &ConfirmRequest{} },
-	func() Request { return &retryRequest{} },
-	func() Request { return &SkipRequest{} },
-	func() Request { return &AbortRequest{} },
+	func() Request { return &orchestrator.StartRequest{} },
+	func() Request { return &orchestrator.ConfirmRequest{} },
+	func() Request { return &orchestrator.RetryRequest{} },
+	func() Request { return &orchestrator.SkipRequest{} },
+	func() Request { return &orchestrator.AbortRequest{} },
 }
 
 // FuzzDecodeRequest decodes arbitrary bodies as each kind of request.
@@ -31,14 +33,14 @@ var fuzzRequests = []func() Request{
 // character, and encoded again decodes to the same value.
 // Seeds are in testdata/fuzz/FuzzDecodeRequest.
 func FuzzDecodeRequest(f *testing.F) {
-	for i, body := range []string{`{"expect_fingerprint": "sha256:abc"}`, `{"step": "backup-db", "attestation": {"backup_path": "/b"}}`,
+	for i, body := range []string{`{"expect_fingerprint": "sha256:abc", "consent": {"via": "fingerprint"}}`, `{"step": "backup-db", "attestation": {"backup_path": "/b"}}`,
 		`{}`, `{"step": "x", "reason": "r"}`, `{"reason": "r"}`} {
 		f.Add(uint8(i), []byte(body))
 	}
 	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
 		newReq := fuzzRequests[int(kind)%len(fuzzRequests)]
 		v := newReq()
-		code, err := DecodeRequest(body, v)
+		code, err := DecodeRequest(body, v, MaxRequest)
 		if err != nil {
 			switch {
 			case len(body) > MaxRequest && code != http.StatusRequestEntityTooLarge:
@@ -69,7 +71,7 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 		}
 		again := newReq()
-		if code, err := DecodeRequest(b, again); err != nil {
+		if code, err := DecodeRequest(b, again, MaxRequest); err != nil {
 			t.Fatalf("an accepted request, encoded again, is refused (%d): %v\n%s", code, err, b)
 		}
 		if !reflect.DeepEqual(v, again) {
@@ -93,7 +95,7 @@ func FuzzServeHTTP(f *testing.F) {
 	}
 	f.Add("POST", "/v1/abort", []byte(`{"reason":"r"}`), true)
 	f.Add("GET", "/v1/../v1/status", []byte(nil), false)
-	srv := &Server{Backend: newEmptyBackend(), Group: -1, Log: zerolog.Nop()}
+	srv := &Server{Service: emptyService{}, Group: -1, Log: zerolog.Nop()}
 	done, cancel := context.WithCancel(context.Background())
 	cancel() // a watch ends at once
 	f.Fuzz(func(t *testing.T, method, path string, body []byte, other bool) {

@@ -23,40 +23,57 @@ import (
 	"upgrader/orchestrator"
 )
 
-// emptyStore is a state with no run in it.
-type emptyStore struct{}
+// emptyService is a daemon with no run and no plan: whatever a request
+// gets past the checks to is answered with a clear "not found".
+type emptyService struct{}
 
-var _ orchestrator.Store = emptyStore{}
+var _ orchestrator.Service = emptyService{}
 
-func (emptyStore) CreateRun(orchestrator.Update) error { return errors.New("emptyStore: no runs here") }
-func (emptyStore) Commit(orchestrator.Update) error    { return orchestrator.ErrRunNotFound }
-func (emptyStore) ActiveRun() (string, error)          { return "", orchestrator.ErrNoActiveRun }
-func (emptyStore) LatestRun() (string, error)          { return "", orchestrator.ErrNoActiveRun }
-func (emptyStore) LoadRun(string) (orchestrator.Run, []orchestrator.StepRecord, error) {
-	return orchestrator.Run{}, nil, orchestrator.ErrRunNotFound
+var errNoPlan = fmt.Errorf("%w: no plan in this test", orchestrator.ErrInvalidRequest)
+
+func (emptyService) Plan(context.Context, orchestrator.PlanRequest) (orchestrator.Plan, error) {
+	return orchestrator.Plan{}, errNoPlan
 }
-func (emptyStore) Journal(string, uint64) ([]orchestrator.JournalEntry, error) {
-	return nil, orchestrator.ErrRunNotFound
+func (emptyService) Start(context.Context, orchestrator.StartRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, errNoPlan
 }
-func (emptyStore) ImportRun(orchestrator.RunExport) error {
-	return errors.New("emptyStore: no runs here")
+func (emptyService) Resume(context.Context, orchestrator.ResumeRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) Confirm(context.Context, orchestrator.ConfirmRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) Retry(context.Context, orchestrator.RetryRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) Skip(context.Context, orchestrator.SkipRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) Abort(context.Context, orchestrator.AbortRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) Export(context.Context) (orchestrator.RunExport, error) {
+	return orchestrator.RunExport{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) MarkExported(context.Context, orchestrator.MarkExportedRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrRunNotFound
+}
+func (emptyService) Import(context.Context, orchestrator.ImportRequest) (orchestrator.Status, error) {
+	return orchestrator.Status{}, errNoPlan
+}
+func (emptyService) Status(context.Context, string) (orchestrator.Status, error) {
+	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
+}
+func (emptyService) Journal(context.Context, string, uint64) ([]orchestrator.JournalEntry, error) {
+	return nil, orchestrator.ErrNoActiveRun
 }
 
-// emptyBackend is a daemon with no run and no plan: whatever a request
-// gets past the checks to is answered with a clear "not found" or 422.
-type emptyBackend struct{ sup *orchestrator.Supervisor }
-
-func newEmptyBackend() *emptyBackend {
-	return &emptyBackend{sup: orchestrator.NewSupervisor(&orchestrator.Engine{Store: emptyStore{}, Log: zerolog.Nop()}, "")}
+// Watch says nothing until the client leaves.
+func (emptyService) Watch(ctx context.Context, _ uint64) (<-chan orchestrator.Notice, error) {
+	ch := make(chan orchestrator.Notice)
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch, nil
 }
-
-func (b *emptyBackend) Plan() (orchestrator.Plan, error) {
-	return orchestrator.Plan{}, errors.New("no plan in this test")
-}
-func (b *emptyBackend) Supervisor() *orchestrator.Supervisor { return b.sup }
-func (b *emptyBackend) Store() orchestrator.Store            { return emptyStore{} }
-func (b *emptyBackend) NewRunID() string                     { return "r1" }
-func (b *emptyBackend) ProfilePath() string                  { return "/etc/upgrader/site.yaml" }
 
 // Short deadlines, so the slow clients take a fraction of a second.
 const (
@@ -79,7 +96,7 @@ func serve(t *testing.T) string {
 	}
 	os.Chmod(filepath.Dir(path), 0o755)
 	os.Chmod(path, 0o666)
-	hs := (&Server{Backend: newEmptyBackend(), Group: -1, Log: zerolog.Nop()}).HTTPServer()
+	hs := (&Server{Service: emptyService{}, Group: -1, Log: zerolog.Nop()}).HTTPServer()
 	hs.ReadHeaderTimeout, hs.ReadTimeout = testHeaderTimeout, testReadTimeout
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
@@ -193,7 +210,7 @@ func TestHostileAPI(t *testing.T) {
 	for i := range 65 {
 		manyFields[fmt.Sprint("f", i)] = "v"
 	}
-	many, _ := json.Marshal(ConfirmRequest{Step: "backup-db", Attestation: manyFields})
+	many, _ := json.Marshal(orchestrator.ConfirmRequest{Step: "backup-db", Attestation: manyFields})
 	chunked := "POST /v1/confirm HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 	for range 20 {
 		chunked += fmt.Sprintf("%x\r\n%s\r\n", 8<<10, strings.Repeat(" ", 8<<10))
@@ -223,7 +240,7 @@ func TestHostileAPI(t *testing.T) {
 			code: 408, want: "request body not received within 10s"},
 		{name: "empty body", raw: post("/v1/retry", ""), code: 400, want: "empty body"},
 		{name: "truncated JSON", raw: post("/v1/confirm", `{"step": "backup-db"`), code: 400, want: "unexpected EOF"},
-		{name: "not an object", raw: post("/v1/confirm", `["backup-db"]`), code: 400, want: "cannot unmarshal array"},
+		{name: "not an object", raw: post("/v1/confirm", `["backup-db"]`), code: 400, want: "is not a request: send a JSON object"},
 		{name: "wrong type", raw: post("/v1/confirm", `{"step": 7}`), code: 400, want: "cannot unmarshal number"},
 		{name: "unknown field", raw: post("/v1/skip", `{"step": "x", "reason": "r", "force": true}`), code: 400, want: `unknown field "force"`},
 		{name: "two objects", raw: post("/v1/abort", `{"reason": "a"} {"reason": "b"}`), code: 400, want: "more after the JSON object"},
@@ -238,7 +255,8 @@ func TestHostileAPI(t *testing.T) {
 		{name: "forged journal line in a reason", raw: post("/v1/skip", `{"step": "x", "reason": "ok\nuid=0 confirmed"}`), code: 400, want: "control character (U+000A)"},
 		{name: "NUL in an attestation", raw: post("/v1/confirm", `{"step": "backup-db", "attestation": {"backup_path": "/x\u0000y"}}`), code: 400, want: "control character (U+0000)"},
 		{name: "65 attestation fields", raw: post("/v1/confirm", string(many)), code: 400, want: "65 attestation fields"},
-		{name: "fingerprint not hex", raw: post("/v1/start", `{"expect_fingerprint": "sha256:$(reboot)"}`), code: 400, want: "is not a plan fingerprint"},
+		{name: "fingerprint not hex", raw: post("/v1/start", `{"expect_fingerprint": "sha256:$(reboot)", "consent": {"via": "fingerprint"}}`), code: 400, want: "is not a plan fingerprint"},
+		{name: "start without consent", raw: post("/v1/start", `{}`), code: 400, want: "no consent"},
 		{name: "unknown route", raw: "GET /v1/secrets HTTP/1.1\r\nHost: x\r\n\r\n", code: 404, want: "no route /v1/secrets"},
 		{name: "dot-dot route", raw: "GET /v1/status/../plan HTTP/1.1\r\nHost: x\r\n\r\n", code: 404, want: "no route"},
 		{name: "wrong method", raw: "DELETE /v1/start HTTP/1.1\r\nHost: x\r\n\r\n", code: 405, want: "/v1/start wants POST"},
@@ -428,25 +446,27 @@ func TestDecodeRequest(t *testing.T) {
 		code int
 		want string
 	}{
-		{`{}`, &retryRequest{}, 200, ""},
-		{" {}\n", &retryRequest{}, 200, ""},
-		{`{"expect_fingerprint": "sha256:` + strings.Repeat("ab", 32) + `"}`, &StartRequest{}, 200, ""},
-		{`{"expect_fingerprint": "870742ed"}`, &StartRequest{}, 200, ""},
-		{`{"expect_fingerprint": ""}`, &StartRequest{}, 200, ""},
-		{`{"step": "backup-db", "attestation": {"backup_path": "/backup/pom.dmp"}}`, &ConfirmRequest{}, 200, ""},
-		{`{"step": "x", "reason": "vendor said so — ticket #12"}`, &SkipRequest{}, 200, ""},
-		{`{"expect_fingerprint": "sha256:"}`, &StartRequest{}, 400, "not a plan fingerprint"},
-		{`{"expect_fingerprint": "` + strings.Repeat("a", 65) + `"}`, &StartRequest{}, 400, "not a plan fingerprint"},
-		{`{"expect_fingerprint": "ABC"}`, &StartRequest{}, 400, "not a plan fingerprint"},
-		{`{"step": "x", "attestation": {"": "v"}}`, &ConfirmRequest{}, 400, "has no name"},
-		{`{"reason": "` + strings.Repeat("r", 4097) + `"}`, &AbortRequest{}, 400, "more than 4096"},
-		{`{"reason": "a\u202eb"}`, &AbortRequest{}, 400, "U+202E"},
-		{strings.Repeat(" ", MaxRequest) + "{}", &retryRequest{}, 413, "larger than"},
-		{`null`, &StartRequest{}, 400, "null is not a request: send a JSON object"},
-		{" null\n", &retryRequest{}, 400, "null is not a request"},
-		{`null`, &ConfirmRequest{}, 400, "null is not a request"},
+		{`{}`, &orchestrator.RetryRequest{}, 200, ""},
+		{" {}\n", &orchestrator.RetryRequest{}, 200, ""},
+		{`{"expect_fingerprint": "sha256:` + strings.Repeat("ab", 32) + `", "consent": {"via": "fingerprint"}}`, &orchestrator.StartRequest{}, 200, ""},
+		{`{"expect_fingerprint": "870742ed", "consent": {"via": "fingerprint"}}`, &orchestrator.StartRequest{}, 200, ""},
+		{`{"consent": {"via": "--yes"}}`, &orchestrator.StartRequest{}, 200, ""},
+		{`{"consent": {"via": "fingerprint"}}`, &orchestrator.StartRequest{}, 400, "needs expect_fingerprint"},
+		{`{"expect_fingerprint": ""}`, &orchestrator.StartRequest{}, 400, "no consent"},
+		{`{"step": "backup-db", "attestation": {"backup_path": "/backup/pom.dmp"}}`, &orchestrator.ConfirmRequest{}, 200, ""},
+		{`{"step": "x", "reason": "vendor said so — ticket #12"}`, &orchestrator.SkipRequest{}, 200, ""},
+		{`{"expect_fingerprint": "sha256:", "consent": {"via": "--yes"}}`, &orchestrator.StartRequest{}, 400, "not a plan fingerprint"},
+		{`{"expect_fingerprint": "` + strings.Repeat("a", 65) + `", "consent": {"via": "--yes"}}`, &orchestrator.StartRequest{}, 400, "not a plan fingerprint"},
+		{`{"expect_fingerprint": "ABC", "consent": {"via": "--yes"}}`, &orchestrator.StartRequest{}, 400, "not a plan fingerprint"},
+		{`{"step": "x", "attestation": {"": "v"}}`, &orchestrator.ConfirmRequest{}, 400, "has no name"},
+		{`{"reason": "` + strings.Repeat("r", 4097) + `"}`, &orchestrator.AbortRequest{}, 400, "more than 4096"},
+		{`{"reason": "a\u202eb"}`, &orchestrator.AbortRequest{}, 400, "U+202E"},
+		{strings.Repeat(" ", MaxRequest) + "{}", &orchestrator.RetryRequest{}, 413, "larger than"},
+		{`null`, &orchestrator.StartRequest{}, 400, "null is not a request: send a JSON object"},
+		{" null\n", &orchestrator.RetryRequest{}, 400, "null is not a request"},
+		{`null`, &orchestrator.ConfirmRequest{}, 400, "null is not a request"},
 	} {
-		code, err := DecodeRequest([]byte(tc.body), tc.v)
+		code, err := DecodeRequest([]byte(tc.body), tc.v, MaxRequest)
 		if code != tc.code || (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("DecodeRequest(%.60q) = %d, %v; want %d %q", tc.body, code, err, tc.code, tc.want)
 		}
