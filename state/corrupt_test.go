@@ -306,3 +306,27 @@ func dumpDiff(want, got string) string {
 	}
 	return strings.Join(out[:min(len(out), 6)], "\n")
 }
+
+// An update that asks for it (the intent of an irreversible step, values a
+// step saved: a boot id before a reboot) is copied to the snapshot too: a
+// restored state must not forget it.
+func TestSnapshotOnRequest(t *testing.T) {
+	dir := t.TempDir()
+	snap := filepath.Join(dir, SnapshotName)
+	d := openDB(t, dir)
+	defer d.Close()
+	mustCreate(t, d, newUpdate("r1", orchestrator.StatePlanned, "a", "b"))
+	saved := newUpdate("r1", orchestrator.StateRunning, "a", "b")
+	saved.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepStarted, Attempts: 1,
+		Saved: map[string]string{"boot_id": "before-the-reboot"}}}
+	saved.Snapshot = true
+	mustCommit(t, d, saved)
+	cp := t.TempDir()
+	os.WriteFile(filepath.Join(cp, FileName), readFile(t, snap), 0o600)
+	s := openDB(t, cp)
+	defer s.Close()
+	_, recs, err := s.LoadRun("r1")
+	if err != nil || recs[0].Status != orchestrator.StepStarted || recs[0].Saved["boot_id"] != "before-the-reboot" {
+		t.Fatalf("snapshot after a saved value: %+v %v", recs, err)
+	}
+}

@@ -166,3 +166,32 @@ func TestRestoreStateAfterDamage(t *testing.T) {
 	s.mustRun(exitOK, "resume", "--yes")
 	compareFinal(t, want, s.final(id))
 }
+
+// A restored state never forgets that the point of no return passed: the
+// intent of the irreversible step is in the snapshot, so after the state
+// is damaged and restored, abort is still refused and resume follows the
+// installer's step instead of treating the run as undecided.
+func TestRestoreStateKeepsThePointOfNoReturn(t *testing.T) {
+	s := newSim(t)
+	c := s.cmd("run", "--yes")
+	c.Env = append(c.Env, "UPGRADER_FAILPOINT=after-intent:upgrade-pom", "UPGRADER_FAILPOINT_ACTION=kill")
+	if out, err := c.CombinedOutput(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the run did not stop at the upgrade's intent: %v\n%s", err, out)
+	}
+	db := filepath.Join(s.state, "state.db")
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[16] ^= 0x01 // meta page 0: refused as damaged
+	os.WriteFile(db, b, 0o600)
+	s.mustRun(exitOK, "restore-state")
+	a := s.mustRun(exitBlocked, "abort", "--reason", "after the restore")
+	if !strings.Contains(a.stderr, "point of no return") || !strings.Contains(a.stderr, "upgrade-pom") {
+		t.Fatalf("abort after the restore: %s", a.stderr)
+	}
+	if st := s.mustRun(exitOK, "status").stdout; !strings.Contains(st, "past the point of no return (upgrade-pom)") {
+		t.Fatalf("status after the restore does not know the upgrade began:\n%s", st)
+	}
+	s.mustRun(exitOK, "resume", "--yes")
+}
