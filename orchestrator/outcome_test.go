@@ -11,7 +11,10 @@ import (
 // operator types next; cmd/ maps the class to the exit code.
 func TestClassify(t *testing.T) {
 	plan := newPlan(step("backup"), step("g", gate), step("upgrade", irreversible), step("after"))
-	withSkip := func(spec orchestrator.StepSpec) orchestrator.StepSpec { spec.Skip = orchestrator.SkipWithReason; return spec }
+	withSkip := func(spec orchestrator.StepSpec) orchestrator.StepSpec {
+		spec.Skip = orchestrator.SkipWithReason
+		return spec
+	}
 	plan.Steps[1] = withSkip(plan.Steps[1])
 	recs := func(statuses ...orchestrator.StepStatus) []orchestrator.StepRecord {
 		out := make([]orchestrator.StepRecord, len(plan.Steps))
