@@ -188,7 +188,14 @@ func (a *app) resume(cmd *cobra.Command, sess *session, req orchestrator.ResumeR
 		return codeOf(err)
 	}
 	out := a.humanOut(cmd)
-	fmt.Fprintf(out, "Resuming run %s (%s), state %s\n", st.Run.ID, st.Run.Plan.Procedure, st.Run.State)
+	switch {
+	case st.Run.State.Terminal():
+		fmt.Fprintf(out, "Run %s (%s) has ended: nothing to resume.\n", st.Run.ID, st.Run.Plan.Procedure)
+	case st.Busy:
+		fmt.Fprintf(out, "Run %s (%s) is already being carried out: following it.\n", st.Run.ID, st.Run.Plan.Procedure)
+	default:
+		fmt.Fprintf(out, "Resuming run %s (%s), state %s\n", st.Run.ID, st.Run.Plan.Procedure, st.Run.State)
+	}
 	a.sayRole(out, st)
 	return a.follow(cmd, sess, st, ans)
 }

@@ -336,24 +336,54 @@ func (d *driver) finish() {
 }
 
 // reboot is the host coming back after a reboot step, and the operator
-// carrying the run on: in the foreground, the Next: line's `upgrader
-// resume`; with a daemon, systemd starts it at boot, it carries the run on
-// by itself, and the operator follows it with `upgrader watch`.
-func (d *driver) reboot(h *jhost, r result) {
+// typing what the reboot's Next: line says, `upgrader resume`, once the
+// host is up. In the foreground that carries the run on; with a daemon,
+// systemd started it at boot and it carries the run on by itself: the
+// operator's resume comes while the daemon is at the next step (held at
+// hold) and must follow it. Then the operator looks again: `upgrader
+// watch`, and the reboot's `upgrader resume` typed once more, late, both
+// report the finished run.
+func (d *driver) reboot(h *jhost, r result, hold string) {
 	d.t.Helper()
-	var out result
-	switch d.mode {
-	case foreground:
-		out = d.exec(h, d.offered(r, "resume", nil)...)
-	case viaDaemon:
-		d.offered(r, "resume", nil) // said to the operator in both modes
-		h.daemon.kill()             // the host goes down
-		os.Remove(h.s.socketPath()) // a stale socket is left behind
-		h.daemon = h.s.startDaemonWith(d.t, nil)
-		out = d.exec(h, "watch")
+	t, s := d.t, h.s
+	resume := d.offered(r, "resume", nil)
+	s.control("hold-at", hold)
+	held := filepath.Join(s.root, "sim/control/held")
+	if d.mode == viaDaemon {
+		h.daemon.kill()           // the host goes down
+		os.Remove(s.socketPath()) // a stale socket is left behind
+		h.daemon = s.startDaemonWith(t, nil)
+		if !waitFile(t, held, 30*time.Second) {
+			t.Fatalf("the daemon did not carry the run on after the reboot:%s", d.daemonLog(h))
+		}
 	}
-	d.note(h, "the host rebooted; the operator carries on", out.code)
-	d.expectCode(h, exitOK, "after the reboot", out)
+	c := h.command(resume...)
+	var out syncBuffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := watchExit(c)
+	// Let the held tool go once the operator's command is in: in the
+	// foreground it is what reached the hold; with a daemon, it has had
+	// its answer.
+	deadline := time.Now().Add(30 * time.Second)
+	for !(fileExists(held) && (d.mode == foreground || out.String() != "")) && !exited.done() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.control("release", "")
+	select {
+	case <-exited.ch:
+	case <-time.After(2 * time.Minute):
+		c.Process.Kill()
+		t.Fatalf("%s did not end after the reboot:\n%s", commandLine(resume), out.String())
+	}
+	d.note(h, "the host rebooted; typed Next: "+commandLine(resume), c.ProcessState.ExitCode())
+	d.expectCode(h, exitOK, "after the reboot, "+commandLine(resume), result{code: c.ProcessState.ExitCode(), stdout: out.String()})
+	d.must(h, exitOK, "watch")
+	late := d.exec(h, resume...)
+	d.note(h, "typed Next: "+commandLine(resume)+" again, late", late.code)
+	d.expectCode(h, exitOK, "the reboot's "+commandLine(resume)+" typed once the run has ended", late)
 }
 
 // loseTerminal runs upgrader ARGS on a terminal that goes away (a dropped
@@ -513,7 +543,7 @@ var journeys = []journey{
 		if !strings.Contains(r.stdout, ": rebooting") {
 			d.t.Fatalf("the confirmed gate did not lead to the reboot:\n%s", r.stdout)
 		}
-		d.reboot(h, r)
+		d.reboot(h, r, "pc-install-dialer:1")
 		if l := strings.Join(h.s.ledger(), " "); !strings.Contains(l, "reboot pc-install_dialer_4.1_begin") || !strings.Contains(l, "supervisor") {
 			d.t.Errorf("effects after the reboot: %s", l)
 		}
@@ -549,7 +579,7 @@ var journeys = []journey{
 		d.typed(dst, exitOK, x, "import", fill)
 		dst.s.tool("operator", "install-linux-es", "4.1.2") // the new server's operator step
 		r = d.typed(dst, exitPaused, x, "resume", nil)
-		d.reboot(dst, r)
+		d.reboot(dst, r, "pc-install-dialer:1")
 	}},
 
 	{"with-options", [][2]string{{"pc41", "pc41"}, {"pombare", "pombare"}}, func(d *driver) {

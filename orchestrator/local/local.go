@@ -236,22 +236,47 @@ func (s *Service) prepare(ctx context.Context, profilePath string, replan bool) 
 }
 
 // Resume carries the active run on: a step in flight is probed, a failed
-// one tried again, a reboot proved.
+// one tried again, a reboot proved. Resume is what the operator types
+// after any interruption, and the run may have gone on without them (the
+// daemon, started at boot, carries a run on by itself): a run already
+// being carried out is followed as it stands, and a run that completed is
+// reported; only a run that cannot go on here (aborted, exported, none)
+// is an error.
 func (s *Service) Resume(ctx context.Context, req orchestrator.ResumeRequest) (orchestrator.Status, error) {
 	if err := req.Check(); err != nil {
 		return orchestrator.Status{}, invalid("%v", err)
 	}
+	seq := s.sup.Seq()
 	run, h, err := s.prepare(ctx, req.Profile, req.Replan)
-	if err != nil {
+	switch {
+	case errors.Is(err, orchestrator.ErrNoActiveRun):
+		return s.ended(ctx, err)
+	case errors.Is(err, orchestrator.ErrBusy):
+		return s.since(ctx, run.ID, seq)
+	case err != nil:
 		return orchestrator.Status{}, err
 	}
 	opts := execOptions(ctx, req.Yes, req.Answers, h)
 	opts.Retry = true
-	seq := s.sup.Seq()
-	if _, err := s.sup.Execute(opts); err != nil {
+	if _, err := s.sup.Execute(opts); errors.Is(err, orchestrator.ErrBusy) {
+		return s.since(ctx, run.ID, seq)
+	} else if err != nil {
 		return orchestrator.Status{}, err
 	}
 	return s.since(ctx, run.ID, seq)
+}
+
+// ended is Resume's answer when no run is active: the latest run if it
+// completed, else noActive naming why nothing can go on.
+func (s *Service) ended(ctx context.Context, noActive error) (orchestrator.Status, error) {
+	st, err := s.Status(ctx, "")
+	switch {
+	case err != nil:
+		return orchestrator.Status{}, noActive
+	case st.Run.State == orchestrator.StateCompleted:
+		return st, nil
+	}
+	return orchestrator.Status{}, fmt.Errorf("%w: run %s is %s; %s", orchestrator.ErrNoActiveRun, st.Run.ID, st.Run.State, st.Outcome.Next.Command)
 }
 
 // ResumeActive carries the active run on as the daemon starts, if its plan

@@ -206,3 +206,49 @@ func TestImportTargetRule(t *testing.T) {
 	}
 	_ = srcSim
 }
+
+// Resume is what the operator types after any interruption, and the run
+// may have gone on without them: a run being carried out is reported as
+// it stands (not "busy"), a completed run is reported, and a run that
+// cannot go on (aborted) is an error naming it.
+func TestResumeOfARunThatWentOnWithoutTheOperator(t *testing.T) {
+	svc, sim := host(t, "pom")
+	control := filepath.Join(sim.Root, "sim/control")
+	os.WriteFile(filepath.Join(control, "hold-at"), []byte("installer:2"), 0o644)
+	st, err := svc.Start(ctx, orchestrator.StartRequest{Consent: orchestrator.Consent{Via: orchestrator.ConsentYes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, err := os.Stat(filepath.Join(control, "held")); err != nil; _, err = os.Stat(filepath.Join(control, "held")) {
+		if time.Now().After(deadline) {
+			t.Fatal("the installer never reached its hold")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	busy, err := svc.Resume(ctx, orchestrator.ResumeRequest{})
+	os.WriteFile(filepath.Join(control, "release"), nil, 0o644)
+	if err != nil || !busy.Busy || busy.Run.ID != st.Run.ID || busy.Outcome.Step != "upgrade-pom" {
+		t.Fatalf("resume while the run is carried out: %v, busy %v at %q", err, busy.Busy, busy.Outcome.Step)
+	}
+	if st = wait(t, svc, busy); st.Outcome.Class != orchestrator.OutcomeDone {
+		t.Fatalf("outcome %+v", st.Outcome)
+	}
+	done, err := svc.Resume(ctx, orchestrator.ResumeRequest{})
+	if err != nil || done.Run.ID != st.Run.ID || done.Outcome.Class != orchestrator.OutcomeDone {
+		t.Fatalf("resume of the completed run: %v, %+v", err, done.Outcome)
+	}
+
+	other, _ := host(t, "pc41")
+	st, err = other.Start(ctx, orchestrator.StartRequest{Consent: orchestrator.Consent{Via: orchestrator.ConsentTerminal}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, other, st) // at the point of no return
+	if _, err := other.Abort(ctx, orchestrator.AbortRequest{Reason: "window closed"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Resume(ctx, orchestrator.ResumeRequest{}); !errors.Is(err, orchestrator.ErrNoActiveRun) || !strings.Contains(err.Error(), "aborted") {
+		t.Fatalf("resume of an aborted run: %v", err)
+	}
+}
