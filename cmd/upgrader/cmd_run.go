@@ -337,8 +337,8 @@ func newWatchCmd(a *app) *cobra.Command {
 		Short: "Follow the run: progress, gates, and the next command",
 		Long: `watch follows the run the daemon carries out, prompts at operator gates (or
 answers them with --yes or --answers), and ends when the run stops:
-completed, failed, waiting, or rebooting. Leaving it (Ctrl-C) does not stop
-the run. Without a daemon nothing carries a run out between commands: watch
+completed, failed, waiting, or rebooting. Leaving it (Ctrl-C, exit 1) does
+not stop the run. Without a daemon nothing carries a run out between commands: watch
 shows where it stands.
 
 ` + exitCodesHelp,
@@ -427,11 +427,12 @@ func (a *app) follow(cmd *cobra.Command, sess *session, st orchestrator.Status, 
 
 // interrupted handles Ctrl-C (or SIGTERM) while following: a run carried
 // out in this process stops (the step in flight is left to be probed, a
-// supervised installer goes on); the daemon's goes on without us.
+// supervised installer goes on); the daemon's goes on without us. Either
+// way the command ends before the run did: exit 1, never 0 (done).
 func (a *app) interrupted(cmd *cobra.Command, sess *session, runID string) error {
 	if sess.viaDaemon() {
 		fmt.Fprintf(a.humanOut(cmd), "\nStopped following run %s; it goes on in the daemon.\nNext: upgrader watch\n", runID)
-		return nil
+		return withCode(exitError, errSilent)
 	}
 	err := sess.local.Interrupt()
 	var serr *orchestrator.StepError

@@ -386,47 +386,68 @@ func (d *driver) reboot(h *jhost, r result, hold string) {
 	d.expectCode(h, exitOK, "the reboot's "+commandLine(resume)+" typed once the run has ended", late)
 }
 
-// loseTerminal runs upgrader ARGS on a terminal that goes away (a dropped
-// SSH session) while the installer of step, held at hold, runs; the operator logs
-// in again, asks `upgrader status`, and types its Next: line — `upgrader
-// resume` in the foreground, `upgrader watch` with a daemon, which never
-// stopped. The installer goes on by itself and runs once.
-func (d *driver) loseTerminal(h *jhost, hold, step string, args ...string) {
+// How the operator loses a command that follows a run (interrupt).
+const (
+	hangup = "hangup" // its terminal goes away (a dropped SSH session)
+	ctrlC  = "ctrl-c" // the operator presses Ctrl-C
+)
+
+// interrupt runs upgrader ARGS while the installer of step, held at hold,
+// runs, and loses it the way how says. The operator then types a Next:
+// line: after a hangup, the one `upgrader status` prints once they are
+// logged in again; after Ctrl-C, the command's own. It is `upgrader
+// resume` in the foreground (the run stopped with the process) and
+// `upgrader watch` with a daemon (the run never stopped), and it must see
+// the run to its end. The installer goes on by itself and runs once.
+func (d *driver) interrupt(h *jhost, how, hold, step string, args ...string) {
 	d.t.Helper()
 	t, s := d.t, h.s
 	s.control("hold-at", hold)
 	held := filepath.Join(s.root, "sim/control/held")
 	c := h.command(args...)
 	var first syncBuffer
-	hangup := startHangupTerminal(t, c, &first)
+	lose := func() { c.Process.Signal(os.Interrupt) }
+	if how == hangup {
+		lose = startHangupTerminal(t, c, &first)
+	} else {
+		c.Stdout, c.Stderr = &first, &first
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	exited := watchExit(c)
 	deadline := time.Now().Add(60 * time.Second)
 	for !fileExists(held) {
 		if exited.done() || time.Now().After(deadline) {
-			t.Fatalf("upgrader %s never reached %s:\n%s%s", strings.Join(args, " "), hold, first.String(), d.daemonLog(h))
+			t.Fatalf("%s never reached %s:\n%s%s", commandLine(args), hold, first.String(), d.daemonLog(h))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	hangup()
+	lose()
 	select {
 	case <-exited.ch:
 	case <-time.After(30 * time.Second):
 		c.Process.Kill()
-		t.Fatalf("upgrader outlived its terminal:\n%s", first.String())
+		t.Fatalf("%s outlived its %s:\n%s", commandLine(args), how, first.String())
 	}
-	died := "exit " + fmt.Sprint(c.ProcessState.ExitCode())
+	code, died := c.ProcessState.ExitCode(), "exit"
 	if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		died = ws.Signal().String()
 	}
-	d.note(h, commandLine(args)+" on a terminal lost at "+hold+": "+died, c.ProcessState.ExitCode())
+	d.note(h, fmt.Sprintf("%s, %s at %s: %s", commandLine(args), how, hold, died), code)
 	if d.mode == foreground {
 		d.lost[h.name] = step
 	}
+	next := result{code: code, stdout: first.String()}
+	if how == hangup {
+		next = d.exec(h, "status")
+		d.expectCode(h, exitOK, "upgrader status after the lost terminal", next)
+	} else {
+		d.expectCode(h, exitError, commandLine(args)+" stopped by Ctrl-C", next)
+	}
 
-	st := d.exec(h, "status")
-	d.expectCode(h, exitOK, "upgrader status after the lost terminal", st)
 	verb := map[string]string{foreground: "resume", viaDaemon: "watch"}[d.mode]
-	again := h.command(d.offered(st, verb, nil)...)
+	again := h.command(d.offered(next, verb, nil)...)
 	var back syncBuffer
 	again.Stdout, again.Stderr = &back, &back
 	if err := again.Start(); err != nil {
@@ -447,9 +468,9 @@ func (d *driver) loseTerminal(h *jhost, hold, step string, args ...string) {
 		again.Process.Kill()
 		t.Fatalf("upgrader %s did not end after the installer was released:\n%s", verb, back.String())
 	}
-	code := again.ProcessState.ExitCode()
-	d.note(h, "the operator, back, types the status's Next: line", code)
-	d.expectCode(h, exitOK, "upgrader "+verb+" after the lost terminal", result{code: code, stdout: back.String()})
+	code = again.ProcessState.ExitCode()
+	d.note(h, "the operator types the Next: line", code)
+	d.expectCode(h, exitOK, "upgrader "+verb+" after the "+how, result{code: code, stdout: back.String()})
 	waitToolsGone(t, s)
 	ledger := strings.Join(s.ledger(), " ")
 	if strings.Count(ledger, "installer_begin") != 1 || strings.Count(ledger, "installer_done") != 1 || strings.Contains(ledger, "CORRUPTED") {
@@ -550,7 +571,11 @@ var journeys = []journey{
 	}},
 
 	{"lost-terminal", [][2]string{{"pom", "pom"}}, func(d *driver) {
-		d.loseTerminal(d.host("pom"), "installer:2", "upgrade-pom", "run", "--yes")
+		d.interrupt(d.host("pom"), hangup, "installer:2", "upgrade-pom", "run", "--yes")
+	}},
+
+	{"ctrl-c", [][2]string{{"pom", "pom"}}, func(d *driver) {
+		d.interrupt(d.host("pom"), ctrlC, "installer:3", "upgrade-pom", "run", "--yes")
 	}},
 
 	{"migration", [][2]string{{"dl385", "dl385"}, {"x3650", "x3650"}}, func(d *driver) {

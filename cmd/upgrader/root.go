@@ -24,7 +24,8 @@ const (
 
 const exitCodesHelp = `Exit codes:
   0  done, or the plan has no blockers
-  1  error (state file, I/O, another upgrader running, the run interrupted)
+  1  error (state file, I/O, another upgrader running, the run interrupted),
+     or Ctrl-C while following a run the daemon carries on
   2  usage error (bad flag, argument or value; no terminal to ask and no --yes
      or --expect-fingerprint)
   3  blocked: a preflight finding, a plan that changed since it was reviewed,
