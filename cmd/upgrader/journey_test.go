@@ -601,7 +601,10 @@ var journeys = []journey{
 		for _, f := range strings.Split(files, ", ") {
 			copyFile(d.t, filepath.Join(src.s.root, f), filepath.Join(dst.s.root, f))
 		}
-		d.typed(dst, exitOK, x, "import", fill)
+		im := d.typed(dst, exitOK, x, "import", fill)
+		if a, b := d.offered(x, "resume", nil), d.offered(im, "resume", nil); !slices.Equal(a, b) {
+			d.t.Errorf("the export says 'upgrader %s', the import 'upgrader %s'", strings.Join(a, " "), strings.Join(b, " "))
+		}
 		dst.s.tool("operator", "install-linux-es", "4.1.2") // the new server's operator step
 		r = d.typed(dst, exitPaused, x, "resume", nil)
 		d.reboot(dst, r, "pc-install-dialer:1")
@@ -671,6 +674,24 @@ var journeys = []journey{
 				}
 			}
 		}
+	}},
+
+	{"point-of-no-return-later", [][2]string{{"pom", "pom"}}, func(d *driver) {
+		h := d.host("pom")
+		// A yes to the plan on a terminal, Enter at the point of no
+		// return: the run waits there, and its Next: line consents later.
+		tm := startTerminal(d.t, h.command("run"))
+		tm.answer("? [y/N] ", "y")
+		tm.answer("Type yes to start upgrade-pom (ENTER leaves the run waiting): ", "")
+		code, rest := tm.wait()
+		d.note(h, "upgrader run on a terminal, answered y, Enter at the point of no return", code)
+		d.expectCode(h, exitPaused, "upgrader run left waiting at the point of no return", result{code: code, stdout: rest})
+		if l := strings.Join(h.s.ledger(), " "); strings.Contains(l, "installer") {
+			d.t.Fatalf("the installer ran without consent to the point of no return: %s", l)
+		}
+		r := d.must(h, exitOK, "status")
+		r = d.typed(h, exitPaused, r, "confirm", nil)
+		d.typed(h, exitOK, r, "confirm", nil)
 	}},
 }
 
