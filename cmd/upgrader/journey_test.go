@@ -27,6 +27,8 @@ import (
 // action is what a command's "Next:" line says, the driver types that line
 // (parsed from the output, placeholders filled) rather than a command of
 // its own, so a Next: line that does not work fails the journey.
+// In daemon mode the daemon holds the state's lock for its whole life: a
+// command that did the work itself instead of asking the daemon would fail.
 
 const (
 	foreground = "foreground"
@@ -51,8 +53,8 @@ type driver struct {
 	order  []string
 	record []string
 	// lost is, per host, the step a foreground process left in flight
-	// when its terminal went away: the resume probes it, which a daemon,
-	// never lost, has no need to (see finish).
+	// when the operator lost it (a hangup, Ctrl-C): the resume probes it,
+	// which a daemon, never lost, has no need to (see finish).
 	lost map[string]string
 }
 
@@ -278,10 +280,14 @@ func shellWords(s string) ([]string, int) {
 	return words, i
 }
 
-// statusDocOf is `status -o json` of h.
+// statusOf is `status -o json` of h.
 func (d *driver) statusOf(h *jhost) statusDoc {
 	d.t.Helper()
-	r := d.exec(h, "status", "-o", "json")
+	return d.decodeStatus(h, d.exec(h, "status", "-o", "json"))
+}
+
+func (d *driver) decodeStatus(h *jhost, r result) statusDoc {
+	d.t.Helper()
 	var st statusDoc
 	if r.code != exitOK {
 		d.t.Fatalf("status on %s: exit %d\n%s%s", h.name, r.code, r.stderr, d.daemonLog(h))
@@ -306,7 +312,7 @@ func (d *driver) finish() {
 			d.record = append(d.record, name+": no run")
 			continue
 		}
-		st := d.statusOf(h)
+		st := d.decodeStatus(h, r)
 		lost := d.lost[name]
 		d.record = append(d.record, fmt.Sprintf("%s: run %s (%s)", name, st.State, st.Outcome.Class))
 		for _, rec := range st.Steps {
@@ -766,4 +772,29 @@ func lineDiff(a, b []string) string {
 		}
 	}
 	return out.String()
+}
+
+// The journeys' reading of Next: lines, on the lines upgrader prints.
+func TestNextCommands(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want [][]string
+	}{
+		{"Next: do the operator step \"Enable \\\"Record successful DNC Import\\\" if the site needs it\", then: upgrader confirm enable-dnc-import   (or: upgrader skip enable-dnc-import --reason \"...\")",
+			[][]string{{"confirm", "enable-dnc-import"}, {"skip", "enable-dnc-import", "--reason", "..."}}},
+		{"Next: fix the cause shown above, then: upgrader retry   (or: upgrader abort --reason \"...\")",
+			[][]string{{"retry"}, {"abort", "--reason", "..."}}},
+		{"Next: the host was asked to reboot; once it is back up: upgrader resume (the daemon, started at boot, carries on by itself)",
+			[][]string{{"resume"}}},
+		{"Next: the next step runs on the new server (IBM System x3650 M2). Here: upgrader export --out /var/tmp/upgrader-R.json; copy it and /var/backups/b.tar.gz to the same paths there; there: upgrader import /var/tmp/upgrader-R.json --profile SITE.yaml && upgrader resume",
+			[][]string{{"export", "--out", "/var/tmp/upgrader-R.json"}, {"import", "/var/tmp/upgrader-R.json", "--profile", "SITE.yaml"}, {"resume"}}},
+		{"stderr: interrupted\nNext: upgrader resume", [][]string{{"resume"}}},
+		{"Next: upgrader run --profile '/tmp/a b/site.yaml' --state-dir /s \\\n        --with supervisor --expect-fingerprint 0123456789abcdef\n",
+			[][]string{{"run", "--profile", "/tmp/a b/site.yaml", "--state-dir", "/s", "--with", "supervisor", "--expect-fingerprint", "0123456789abcdef"}}},
+	} {
+		next, ok := nextText(tc.out)
+		if got := nextCommands(next); !ok || fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tc.want) {
+			t.Errorf("%q:\ngot  %q\nwant %q", tc.out, got, tc.want)
+		}
+	}
 }
