@@ -652,6 +652,16 @@ func (e *Engine) Import(x RunExport, profilePath, actor, from string) error {
 	if profilePath != "" {
 		run.Profile = profilePath
 	}
-	j := e.entry(run, actor, "run.imported", "", "imported from "+from, map[string]string{"fingerprint": run.Plan.Fingerprint})
+	text := "imported from " + from
+	// --yes and an answers file were given for the other server's gates:
+	// this server's are answered by whoever operates it. The consent to
+	// the plan (and its point of no return) carries over.
+	if c := run.Consent; c != nil && (c.Yes || len(c.Answers) > 0) {
+		kept := *c
+		kept.Yes, kept.Answers = false, nil
+		run.Consent = &kept
+		text += "; the gates here are answered here (the other server's --yes and answers file do not carry over)"
+	}
+	j := e.entry(run, actor, "run.imported", "", text, map[string]string{"fingerprint": run.Plan.Fingerprint})
 	return e.Store.Commit(Update{Run: run, Journal: []JournalEntry{j}})
 }

@@ -24,7 +24,7 @@ up() {
 	return 0
 }
 operator() { say "the operator: $*"; "$work/$1/root/sim/bin/operator" "${@:2}"; }
-fingerprint() { "$bin" plan -o json | sed -n 's/.*"fingerprint": "sha256:\([0-9a-f]\{16\}\).*/\1/p'; }
+fingerprint() { "$bin" plan -o json "$@" | sed -n 's/.*"fingerprint": "sha256:\([0-9a-f]\{16\}\).*/\1/p'; }
 
 case $procedure in
 pom-3.1.1-sp1-upgrade)
@@ -77,7 +77,8 @@ pc-4.1.2-install)
 	banner "A bare IBM x3650 M2: $work/pcbare"
 	up plan --with supervisor,agent
 	banner "The install"
-	EXPECT=5 up run --with supervisor,agent </dev/null
+	say "no terminal here: the plan's fingerprint is the consent to exactly that plan"
+	EXPECT=5 up run --with supervisor,agent --expect-fingerprint "$(fingerprint --with supervisor,agent)" </dev/null
 	operator pcbare install-linux-es 4.1.2
 	EXPECT=5 up resume --yes
 	say "the host rebooted; upgrader resumes (the daemon does this at boot)"

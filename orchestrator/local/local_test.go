@@ -200,6 +200,10 @@ func TestImportTargetRule(t *testing.T) {
 	if err != nil {
 		t.Fatalf("overridden import: %v", err)
 	}
+	// The old server's --yes answered its gates, not the new server's.
+	if c := st.Run.Consent; c == nil || c.Yes || !c.PointOfNoReturn {
+		t.Errorf("consent after the import: %+v, want the plan's consent without the old server's --yes", c)
+	}
 	j, _ := other.Journal(ctx, st.Run.ID, 0)
 	if last := j[len(j)-1]; last.Event != "run.imported" || !strings.Contains(last.Text, "lab box") {
 		t.Errorf("import journal: %+v", last)
