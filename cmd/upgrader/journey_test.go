@@ -611,8 +611,14 @@ var journeys = []journey{
 		if a, b := d.offered(x, "resume", nil), d.offered(im, "resume", nil); !slices.Equal(a, b) {
 			d.t.Errorf("the export says 'upgrader %s', the import 'upgrader %s'", strings.Join(a, " "), strings.Join(b, " "))
 		}
-		dst.s.tool("operator", "install-linux-es", "4.1.2") // the new server's operator step
+		// The new server's gate is its operator's: the old server's --yes
+		// does not answer it.
 		r = d.typed(dst, exitPaused, x, "resume", nil)
+		if st := d.statusOf(dst); st.Outcome.Step != "linux-es" {
+			d.t.Fatalf("resume on the new server stopped at %q, not at its Linux ES gate:\n%s", st.Outcome.Step, r.stdout)
+		}
+		dst.s.tool("operator", "install-linux-es", "4.1.2") // the new server's operator step
+		r = d.typed(dst, exitPaused, r, "confirm", nil)
 		d.reboot(dst, r, "pc-install-dialer:1")
 	}},
 
