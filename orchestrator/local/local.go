@@ -293,53 +293,42 @@ func (s *Service) ResumeActive(ctx context.Context) (string, error) {
 	return run.ID, err
 }
 
-// Confirm confirms the gate the run waits at and lets it go on.
-func (s *Service) Confirm(ctx context.Context, req orchestrator.ConfirmRequest) (orchestrator.Status, error) {
-	if err := req.Check(); err != nil {
-		return orchestrator.Status{}, invalid("%v", err)
+// goOn applies an operator's request (checked by check) to the active
+// run, whose plan is re-checked, and lets the run go on with the host of
+// the profile named (or the run's own).
+func (s *Service) goOn(ctx context.Context, check error, profilePath string, act func(orchestrator.ExecOptions) error) (orchestrator.Status, error) {
+	if check != nil {
+		return orchestrator.Status{}, invalid("%v", check)
 	}
-	run, h, err := s.prepare(ctx, req.Profile, false)
+	run, h, err := s.prepare(ctx, profilePath, false)
 	if err != nil {
 		return orchestrator.Status{}, err
 	}
 	seq := s.sup.Seq()
-	if err := s.sup.Confirm(req.Step, req.Attestation, execOptions(ctx, false, nil, h)); err != nil {
+	if err := act(execOptions(ctx, false, nil, h)); err != nil {
 		return orchestrator.Status{}, err
 	}
 	return s.since(ctx, run.ID, seq)
 }
 
+// Confirm confirms the gate the run waits at and lets it go on.
+func (s *Service) Confirm(ctx context.Context, req orchestrator.ConfirmRequest) (orchestrator.Status, error) {
+	return s.goOn(ctx, req.Check(), req.Profile, func(opts orchestrator.ExecOptions) error {
+		return s.sup.Confirm(req.Step, req.Attestation, opts)
+	})
+}
+
 // Retry tries the failed step again.
 func (s *Service) Retry(ctx context.Context, req orchestrator.RetryRequest) (orchestrator.Status, error) {
-	if err := req.Check(); err != nil {
-		return orchestrator.Status{}, invalid("%v", err)
-	}
-	run, h, err := s.prepare(ctx, req.Profile, false)
-	if err != nil {
-		return orchestrator.Status{}, err
-	}
-	seq := s.sup.Seq()
-	if err := s.sup.Retry(execOptions(ctx, false, nil, h)); err != nil {
-		return orchestrator.Status{}, err
-	}
-	return s.since(ctx, run.ID, seq)
+	return s.goOn(ctx, req.Check(), req.Profile, s.sup.Retry)
 }
 
 // Skip skips the failed or waiting step, if its policy allows, and lets
 // the run go on.
 func (s *Service) Skip(ctx context.Context, req orchestrator.SkipRequest) (orchestrator.Status, error) {
-	if err := req.Check(); err != nil {
-		return orchestrator.Status{}, invalid("%v", err)
-	}
-	run, h, err := s.prepare(ctx, req.Profile, false)
-	if err != nil {
-		return orchestrator.Status{}, err
-	}
-	seq := s.sup.Seq()
-	if err := s.sup.Skip(req.Step, req.Reason, execOptions(ctx, false, nil, h)); err != nil {
-		return orchestrator.Status{}, err
-	}
-	return s.since(ctx, run.ID, seq)
+	return s.goOn(ctx, req.Check(), req.Profile, func(opts orchestrator.ExecOptions) error {
+		return s.sup.Skip(req.Step, req.Reason, opts)
+	})
 }
 
 // Abort stops the run for good, before the point of no return only.
