@@ -32,7 +32,10 @@ type Finding struct {
 	Severity Severity   `json:"severity"`
 	Message  string     `json:"message"`
 	Skip     SkipPolicy `json:"skip"`
-	Refs     []Ref      `json:"refs,omitempty"`
+	// Source and Rationale: as StepSpec's.
+	Source    Source `json:"source"`
+	Rationale string `json:"rationale,omitempty"`
+	Refs      []Ref  `json:"refs,omitempty"`
 }
 
 // Plan is what a procedure will do on this host: a pure value, printed by

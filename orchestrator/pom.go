@@ -38,7 +38,7 @@ const (
 )
 
 func pomRef(section string) []Ref {
-	return []Ref{{ReleaseNotes: pomReleaseNote, Section: section}}
+	return []Ref{{Document: pomReleaseNote, Section: section}}
 }
 
 func pomUpgrade() Procedure {
@@ -104,8 +104,8 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 	})
 	up := pomInstallerStep(in, "upgrade-pom", "Run the POM 3.1.1 SP1 installer", "the upgrade itself; restoring the previous version is not supported")
 	up.Irreversible, up.Downtime = true, true
-	up.Refs = []Ref{{ReleaseNotes: pomReleaseNote, Section: "Upgrading to release POM 3.1.1 SP1"},
-		{ReleaseNotes: pomReleaseNote, Section: "Restoring software to previous version"}}
+	up.Refs = []Ref{{Document: pomReleaseNote, Section: "Upgrading to release POM 3.1.1 SP1"},
+		{Document: pomReleaseNote, Section: "Restoring software to previous version"}}
 	up.Requires = []string{"media", "db-backup"}
 	up.Notes = []string{"no rollback: from here on the way back is a restore of the backup onto a reinstalled POM 3.1.1"}
 	p.Steps = append(p.Steps, up)

@@ -695,7 +695,7 @@ func TestPlanJSONFields(t *testing.T) {
 	if err := json.Unmarshal(mustRaw(t, doc.Steps[p.StepIndex("upgrade-pom")]), &up); err != nil {
 		t.Fatal(err)
 	}
-	if len(up.Refs) == 0 || up.Refs[0]["release_notes"] != "POM 3.1.1 SP1 Release Notes" {
+	if len(up.Refs) == 0 || up.Refs[0]["document"] != "POM 3.1.1 SP1 Release Notes" {
 		t.Errorf("upgrade-pom refs %v, want the release notes", up.Refs)
 	}
 }

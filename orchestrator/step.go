@@ -24,11 +24,30 @@ const (
 	SkipWithReason SkipPolicy = "with-reason" // allowed, the reason is journaled
 )
 
-// Ref points an engineer at the vendor material behind a step.
+// Source says whose rule a step or finding is (DESIGN.md invariant 13):
+// the vendor's (a release note says it: its Refs cite the document and
+// the section) or upgrader's own judgement (its Rationale says why; it
+// cites no release note).
+type Source string
+
+const (
+	SourceVendor   Source = "vendor"
+	SourceUpgrader Source = "upgrader"
+)
+
+// Ref points an engineer at the vendor material behind a step or finding:
+// the source document and its section, the material ID and release notes
+// a PC step follows, the guide a POM section sends the reader to.
 type Ref struct {
+	// Document is the source document cited (a seed of DOMAIN.md).
+	Document string `json:"document,omitempty"`
+	Section  string `json:"section,omitempty"`
+	// MaterialID and ReleaseNotes are what a PC step installs and the
+	// release notes it follows, as the sequence document lists them.
 	MaterialID   string `json:"material_id,omitempty"`
 	ReleaseNotes string `json:"release_notes,omitempty"`
-	Section      string `json:"section,omitempty"`
+	// Guide is the guide the section refers to, with its document number.
+	Guide string `json:"guide,omitempty"`
 }
 
 // StepSpec is a step as the plan declares it: what it is, why it is in, and
@@ -40,13 +59,17 @@ type StepSpec struct {
 	Kind  Kind   `json:"kind"`
 	// Action names the implementation in package steps; several steps may
 	// share one (every service stop, every vendor installer).
-	Action       string     `json:"action"`
-	Skip         SkipPolicy `json:"skip"`
-	Irreversible bool       `json:"irreversible"`
-	Downtime     bool       `json:"downtime"`
-	Reason       string     `json:"reason"`
-	RunsOn       string     `json:"runs_on,omitempty"`
-	Refs         []Ref      `json:"refs,omitempty"`
+	Action string     `json:"action"`
+	Skip   SkipPolicy `json:"skip"`
+	// Source is whose rule the step is; Rationale says why upgrader adds
+	// it when the source is upgrader's own.
+	Source       Source `json:"source"`
+	Rationale    string `json:"rationale,omitempty"`
+	Irreversible bool   `json:"irreversible"`
+	Downtime     bool   `json:"downtime"`
+	Reason       string `json:"reason"`
+	RunsOn       string `json:"runs_on,omitempty"`
+	Refs         []Ref  `json:"refs,omitempty"`
 	// Requires lists artifacts an earlier verified step must have
 	// produced; the engine re-checks them before this step starts.
 	Requires []string `json:"requires,omitempty"`

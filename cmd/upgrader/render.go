@@ -125,20 +125,40 @@ func runsOnLabel(role string) string {
 	return role
 }
 
-// refText is one vendor reference: "material 700479025 · PC 4.1.2 Dialer
-// Release Notes", the section in quotes when there is one.
+// refText is one vendor reference: the document and its section in
+// quotes, the material ID and release notes a PC step follows, the guide
+// the section sends the reader to.
 func refText(r orchestrator.Ref) string {
 	var parts []string
+	if r.Document != "" {
+		parts = append(parts, r.Document)
+	}
+	if r.Section != "" {
+		parts = append(parts, "\""+r.Section+"\"")
+	}
 	if r.MaterialID != "" {
 		parts = append(parts, "material "+r.MaterialID)
 	}
 	if r.ReleaseNotes != "" {
 		parts = append(parts, r.ReleaseNotes)
 	}
-	if r.Section != "" {
-		parts = append(parts, "\""+r.Section+"\"")
+	if r.Guide != "" {
+		parts = append(parts, "guide: "+r.Guide)
 	}
 	return strings.Join(parts, " · ")
+}
+
+// sourceLabel is the step table's short mark of whose rule a step is.
+func sourceLabel(src orchestrator.Source) string {
+	if src == orchestrator.SourceUpgrader {
+		return "ours"
+	}
+	return string(src)
+}
+
+// oursText says why upgrader adds a rule of its own.
+func oursText(rationale string) string {
+	return "upgrader's own rule, not the release notes': " + rationale
 }
 
 // stepRanges writes 1-based step numbers as ranges: "1–4, 6".
@@ -290,6 +310,9 @@ func printFindings(w io.Writer, paint func(string) string, title, mark string, f
 		for _, r := range f.Refs {
 			lines = append(lines, hanging("    see ", refText(r))...)
 		}
+		if f.Source == orchestrator.SourceUpgrader {
+			lines = append(lines, hanging("    ", oursText(f.Rationale))...)
+		}
 		for _, l := range lines {
 			fmt.Fprintln(w, l)
 		}
@@ -301,14 +324,14 @@ func printFindings(w io.Writer, paint func(string) string, title, mark string, f
 const maxIDColumn = 26
 
 func printStepTable(w io.Writer, p orchestrator.Plan, c palette) {
-	header := []string{"#", "ID", "KIND", "RUNS ON", "SERVICE", "SKIP"}
+	header := []string{"#", "ID", "KIND", "RUNS ON", "SERVICE", "SKIP", "RULE"}
 	rows := make([][]string, len(p.Steps))
 	for i, s := range p.Steps {
 		svc := "up"
 		if s.Downtime {
 			svc = "DOWN"
 		}
-		rows[i] = []string{strconv.Itoa(i + 1), s.ID, kindLabel(s.Kind), runsOnLabel(s.RunsOn), svc, string(s.Skip)}
+		rows[i] = []string{strconv.Itoa(i + 1), s.ID, kindLabel(s.Kind), runsOnLabel(s.RunsOn), svc, string(s.Skip), sourceLabel(s.Source)}
 	}
 	widths := make([]int, len(header))
 	for i, h := range header {
@@ -405,6 +428,9 @@ func printStepDetails(w io.Writer, p orchestrator.Plan) {
 		}
 		for _, r := range s.Refs {
 			detail("see", refText(r))
+		}
+		if s.Source == orchestrator.SourceUpgrader {
+			detail("ours", s.Rationale)
 		}
 		if len(s.Requires) > 0 {
 			detail("needs", "verified "+strings.Join(s.Requires, ", ")+", re-checked right before the step starts")
@@ -592,6 +618,17 @@ func printStepExplain(w io.Writer, p orchestrator.Plan, i int) {
 		row("downtime", "no")
 	}
 	row("why", s.Reason)
+	if s.Source == orchestrator.SourceUpgrader {
+		row("source", oursText(s.Rationale))
+	} else {
+		var cited []string
+		for _, r := range s.Refs {
+			if r.Document != "" {
+				cited = append(cited, r.Document+" \""+r.Section+"\"")
+			}
+		}
+		row("source", "the vendor's: "+strings.Join(cited, "; "))
+	}
 	refs := make([]string, len(s.Refs))
 	for j, r := range s.Refs {
 		refs[j] = refText(r)
