@@ -93,6 +93,16 @@ const fixtureSize = hashBuf + hashBuf/2 + 7
 
 func newMediaFixture(tb testing.TB, s signer) mediaFixture {
 	tb.Helper()
+	f := newUnsignedMedia(tb)
+	writeTestFile(tb, f.crt, s.certPEM())
+	writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+	return f
+}
+
+// newUnsignedMedia is the ISO alone, with its sum and the names of its
+// certificate and signature.
+func newUnsignedMedia(tb testing.TB) mediaFixture {
+	tb.Helper()
 	dir := tb.TempDir()
 	f := mediaFixture{dir: dir, name: "POM.03.01.01.01.00.003-r35434-x86_64.iso"}
 	f.iso = filepath.Join(dir, f.name)
@@ -106,8 +116,6 @@ func newMediaFixture(tb testing.TB, s signer) mediaFixture {
 	writeTestFile(tb, f.iso, data)
 	sum := sha256.Sum256(data)
 	f.sum, f.size = hex.EncodeToString(sum[:]), int64(len(data))
-	writeTestFile(tb, f.crt, s.certPEM())
-	writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
 	return f
 }
 
@@ -193,27 +201,46 @@ func TestMediaCheck(t *testing.T) {
 		{name: "no published sum, stand-alone: the signature vouches for the computed hash", setup: func(_ testing.TB, _ mediaFixture, m *MediaCheck) {
 			m.SHA256 = ""
 		}, wantForm: "with-newline", wantOrigin: "unproven"},
-		{name: "expired certificate", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
+		{name: "expired certificate: the vendor's check ignores the dates", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
 			s := newSignerWith(tb, "expired", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageCodeSigning)
 			writeTestFile(tb, f.crt, s.certPEM())
 			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+		}, wantForm: "with-newline", wantOrigin: "unproven", crossCheck: true},
+		{name: "expired certificate, valid certificates required", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
+			s := newSignerWith(tb, "expired", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageCodeSigning)
+			writeTestFile(tb, f.crt, s.certPEM())
+			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+			m.RequireValidCertificate = true
 		}, wantErr: "expired on"},
-		{name: "expired but pinned: the engineer's explicit trust", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
+		{name: "expired but pinned", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
 			s := newSignerWith(tb, "expired", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageCodeSigning)
 			writeTestFile(tb, f.crt, s.certPEM())
 			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
 			m.PinSHA256 = s.fingerprint()
 		}, wantForm: "with-newline", wantOrigin: "pinned"},
-		{name: "certificate not yet valid", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
+		{name: "expired but pinned, valid certificates required", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
+			s := newSignerWith(tb, "expired", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageCodeSigning)
+			writeTestFile(tb, f.crt, s.certPEM())
+			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+			m.PinSHA256, m.RequireValidCertificate = s.fingerprint(), true
+		}, wantErr: "refused by require_valid_certificate, upgrader's own rule"},
+		{name: "certificate not yet valid, valid certificates required", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
 			s := newSignerWith(tb, "future", time.Now().AddDate(1, 0, 0), time.Now().AddDate(2, 0, 0), x509.ExtKeyUsageCodeSigning)
 			writeTestFile(tb, f.crt, s.certPEM())
 			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+			m.RequireValidCertificate = true
 		}, wantErr: "not valid before"},
-		{name: "certificate without code-signing usage", setup: func(tb testing.TB, f mediaFixture, _ *MediaCheck) {
+		{name: "certificate without code-signing usage, valid certificates required", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
 			s := newSignerWith(tb, "tls server", time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0), x509.ExtKeyUsageServerAuth)
 			writeTestFile(tb, f.crt, s.certPEM())
 			writeTestFile(tb, f.sig, s.sign(tb, sumLine(f.sum, f.name)+"\n"))
+			m.RequireValidCertificate = true
 		}, wantErr: "not issued for code signing"},
+		{name: "trust anchor, valid certificates required, good certificate", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
+			m.TrustAnchor = filepath.Join(f.dir, "anchor.pem")
+			writeTestFile(tb, m.TrustAnchor, good.certPEM())
+			m.RequireValidCertificate = true
+		}, wantForm: "with-newline", wantOrigin: "trust-anchor"},
 		{name: "truncated ISO, size known", setup: func(tb testing.TB, f mediaFixture, m *MediaCheck) {
 			truncate(tb, f.iso, f.size-2048)
 			m.Size = f.size
@@ -394,13 +421,14 @@ func TestOpensslAgreesOnFixture(t *testing.T) {
 	}
 }
 
-// Checks names every failure at once, so an engineer fixes them in one go.
+// Checks names every failure at once, so an engineer fixes them in one go
+// (a site that requires valid certificates sees those failures too).
 func TestMediaChecksNamesEveryFailure(t *testing.T) {
 	good := newSigner(t, "vendor")
 	f := newMediaFixture(t, good)
 	s := newSignerWith(t, "tls", time.Now().AddDate(-3, 0, 0), time.Now().AddDate(-1, 0, 0), x509.ExtKeyUsageServerAuth)
 	writeTestFile(t, f.crt, s.certPEM())
-	_, findings := MediaCheck{ISO: f.iso, SHA256: strings.Repeat("0", 64), Size: f.size + 1}.Checks()
+	_, findings := MediaCheck{ISO: f.iso, SHA256: strings.Repeat("0", 64), Size: f.size + 1, RequireValidCertificate: true}.Checks()
 	failed := map[string]bool{}
 	for _, fd := range findings {
 		if !fd.OK {

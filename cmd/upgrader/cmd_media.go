@@ -15,13 +15,24 @@ func newVerifyMediaCmd(a *app) *cobra.Command {
 		Use:   "verify-media ISO",
 		Short: "Verify downloaded media: size, SHA-256, signature, certificate, origin",
 		Long: `verify-media checks an ISO the way the release notes do with sha256sum and
-openssl, natively: its SHA-256 against the published sum, and the signature
-(ISO.sha256.sig) over "<sum>  <iso name>" with the public key of the
-certificate shipped next to it (ISO.sha256.crt). It also checks that the
-certificate is valid today and issued for code signing, and where its trust
-comes from: a pinned fingerprint, a trust anchor, or nothing (then it says
-the origin is unproven). Every check is named; the exit code is 0 only when
-all pass, 4 when one fails, 2 on bad arguments.`,
+openssl, natively, and those checks decide: its SHA-256 against the
+published sum, and the signature (ISO.sha256.sig) over "<sum>  <iso name>"
+with the public key of the certificate shipped next to it (ISO.sha256.crt).
+Each check is marked [vendor].
+
+It also reports checks of its own, marked [upgrader]: the size from the file
+list, whether the certificate is valid today and issued for code signing,
+and where its trust comes from (a pinned fingerprint, a trust anchor, or
+nothing: then the origin is unproven). The vendor's openssl commands ignore
+the certificate's dates and usages, and the SP1 certificate of 2018 has long
+expired: so these are warnings, and fatal only with
+--require-valid-certificate (media.require_valid_certificate in the profile),
+upgrader's own stricter rule. A pin or trust anchor that does not match
+fails.
+
+Every check is named; the exit code is 0 only when all pass, 4 when one
+fails, 2 on bad arguments. -o json gives each check's source (vendor or
+upgrader).`,
 		Example: `  upgrader verify-media POM.03.01.01.01.00.003-r35434-x86_64.iso --sha256 7c76d3b8…
   upgrader verify-media media.iso --cert media.crt --sig media.sig --size 288784384 -o json`,
 		Args: cobra.ExactArgs(1),
@@ -55,7 +66,7 @@ all pass, 4 when one fails, 2 on bad arguments.`,
 					case f.Warning:
 						mark = "WARN"
 					}
-					fmt.Fprintf(out, "%s %-13s %s\n", mark, f.Check, f.Detail)
+					fmt.Fprintf(out, "%s %-13s %-10s %s\n", mark, f.Check, "["+string(f.Source)+"]", f.Detail)
 				}
 				if ok {
 					fmt.Fprintf(out, "\n%s verifies (origin: %s).\n", m.ISO, res.Origin)
@@ -76,5 +87,7 @@ all pass, 4 when one fails, 2 on bad arguments.`,
 	f.Int64Var(&m.Size, "size", 0, "expected size in bytes (from the file list)")
 	f.StringVar(&m.PinSHA256, "pin", "", "expected SHA-256 fingerprint of the certificate")
 	f.StringVar(&m.TrustAnchor, "trust-anchor", "", "PEM file of CA certificates the certificate must chain to")
+	f.BoolVar(&m.RequireValidCertificate, "require-valid-certificate", false,
+		"upgrader's own stricter rule: fail when the certificate is expired or not issued for code signing (the vendor's check ignores both)")
 	return cmd
 }

@@ -115,6 +115,14 @@ type Media struct {
 	// PinSHA256 is the certificate's expected SHA-256 fingerprint.
 	TrustAnchor string `yaml:"trust_anchor" json:"trust_anchor"`
 	PinSHA256   string `yaml:"pin_sha256" json:"pin_sha256"`
+	// RequireValidCertificate is upgrader's own rule, stricter than the
+	// release notes, for a site that wants it: the signing certificate
+	// must be valid today and issued for code signing. The vendor's check
+	// (sha256sum, openssl x509 -pubkey, openssl dgst -verify) ignores the
+	// certificate's dates and usages, and the SP1 certificate of 2018 has
+	// long expired: with this set, that media fails verify-media, pinned or
+	// not. Off by default: dates and usages are then reported as warnings.
+	RequireValidCertificate bool `yaml:"require_valid_certificate" json:"require_valid_certificate,omitempty"`
 }
 
 // DB is the POM database and where its backup goes. The password is read

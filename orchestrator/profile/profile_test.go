@@ -191,3 +191,25 @@ func TestDigest(t *testing.T) {
 		})
 	}
 }
+
+// media.require_valid_certificate is the site's opt-in to upgrader's own
+// stricter certificate rule: off unless written, a boolean, and a profile
+// without it keeps the digest it had before the key existed.
+func TestDecodeRequireValidCertificate(t *testing.T) {
+	base := t.TempDir()
+	without, err := profile.Decode([]byte("site: a\nmedia:\n  dir: /media\n"), base)
+	if err != nil || without.Media.RequireValidCertificate {
+		t.Fatalf("without the key: %v, require=%v", err, without.Media.RequireValidCertificate)
+	}
+	off, err := profile.Decode([]byte("site: a\nmedia:\n  dir: /media\n  require_valid_certificate: false\n"), base)
+	if err != nil || off.Digest() != without.Digest() {
+		t.Fatalf("written false: %v; digest %s, want %s as without the key", err, off.Digest(), without.Digest())
+	}
+	on, err := profile.Decode([]byte("site: a\nmedia:\n  dir: /media\n  require_valid_certificate: true\n"), base)
+	if err != nil || !on.Media.RequireValidCertificate || on.Digest() == without.Digest() {
+		t.Fatalf("written true: %v, require=%v, digest changed=%v", err, on.Media.RequireValidCertificate, on.Digest() != without.Digest())
+	}
+	if _, err := profile.Decode([]byte("media:\n  require_valid_certificate: sometimes\n"), base); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("a non-boolean: %v, want an error naming line 2", err)
+	}
+}
