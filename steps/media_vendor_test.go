@@ -414,3 +414,62 @@ func TestVerifyMediaStepCertificatePolicy(t *testing.T) {
 		t.Fatalf("Verify with require_valid_certificate: %v, want the expiry refused by that rule", err)
 	}
 }
+
+// issued makes a CA valid from notBefore to notAfter and a signing
+// certificate it issued with the same dates; it returns the CA's PEM and
+// the signer.
+func issued(tb testing.TB, notBefore, notAfter time.Time) ([]byte, anySigner) {
+	tb.Helper()
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test CA"}, NotBefore: notBefore, NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Test File Signing"}, NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return signer{certDER: caDER}.certPEM(), anySigner{key: key, certDER: der}
+}
+
+// A trust anchor proves origin for a certificate that expired with its CA:
+// the chain held when the certificate was issued, and the finding says it
+// does not hold today. A certificate the anchor never issued fails, expired
+// or not; with require_valid_certificate the chain must hold today.
+func TestMediaTrustAnchorExpiredChain(t *testing.T) {
+	caPEM, s := issued(t, vendorNotBefore, vendorNotAfter)
+	otherCA, _ := issued(t, vendorNotBefore, vendorNotAfter)
+	f := shapedFixture(t, s)
+	anchor := filepath.Join(f.dir, "anchor.pem")
+	writeTestFile(t, anchor, caPEM)
+	m := MediaCheck{ISO: f.iso, SHA256: f.sum, TrustAnchor: anchor}
+	res, findings := m.Checks()
+	if err := FirstFailure(findings); err != nil || res.Origin != OriginTrustAnchor {
+		t.Fatalf("expired chain: %v, origin %q; want it proven by the anchor", err, res.Origin)
+	}
+	for _, fd := range findings {
+		if fd.Check == "origin" && !strings.Contains(fd.Detail, "when the certificate was issued (2018-01-01); not today") {
+			t.Errorf("origin detail %q does not say the chain holds only as of issue", fd.Detail)
+		}
+	}
+	m.RequireValidCertificate = true
+	if _, err := m.Run(); err == nil {
+		t.Error("require_valid_certificate accepts an expired chain")
+	}
+	writeTestFile(t, anchor, otherCA)
+	m.RequireValidCertificate = false
+	if _, err := m.Run(); err == nil || !strings.Contains(err.Error(), "does not chain to the trust anchor") {
+		t.Errorf("another CA as anchor: %v", err)
+	}
+}
