@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path"
 	"path/filepath"
 	"slices"
@@ -26,7 +25,8 @@ import (
 // release notes do by hand (stop vpms, copy the zip into the library, unzip
 // overwriting all, delete the zip, chown avayavp.avayavpgroup, chmod 755,
 // start vpms), without a shell and without the copy: it unpacks straight
-// from the media.
+// from the media. The owner must exist on the host: without it the step
+// fails before it changes anything (see owner).
 //
 // The archive is checked whole before anything is written: an entry that
 // would land outside the library, a link, a device, a duplicate or a zip
@@ -264,29 +264,80 @@ func helpEntryName(raw string) (string, string) {
 
 func describeType(m fs.FileMode) string { return securefs.TypeName(m) }
 
-// helpOwner is who the library belongs to, when that user and group exist
-// on this host.
+// helpOwner is who the library belongs to. The step always has one (it
+// fails without it); a zero helpOwner (ok false) leaves ownership alone and
+// is for tests of the unpacking alone.
 type helpOwner struct {
 	uid, gid int
 	ok       bool
 }
 
-func (s helpLibrary) owner(sc orchestrator.StepContext, warn bool) helpOwner {
+// maxAccountsFile bounds /etc/passwd and /etc/group: a few kB on a POM
+// server.
+const maxAccountsFile = 16 << 20
+
+// owner resolves the user and group the release notes chown the library to
+// ("chown avayavp.avayavpgroup *"), in the host's /etc/passwd and
+// /etc/group under the profile's root: the files os/user reads in a static
+// build, and those of a simulated host. Without them the step fails before
+// anything is changed, saying what to do: a library owned by whoever runs
+// upgrader is not what the release notes make.
+func (s helpLibrary) owner(sc orchestrator.StepContext) (helpOwner, error) {
 	name, group := sc.Spec.Params["owner"], sc.Spec.Params["group"]
-	u, uerr := user.Lookup(name)
-	g, gerr := user.LookupGroup(group)
-	if name == "" || group == "" || uerr != nil || gerr != nil {
-		if warn {
-			sc.Log.Warn().Str("owner", name).Str("group", group).Msg("owner or group not on this host: ownership of the help library left as is")
+	if name == "" || group == "" {
+		return helpOwner{}, errors.New("help library: the step names no owner and group to chown the library to (params owner and group)")
+	}
+	passwd, groups := s.h.Profile.Path("/etc/passwd"), s.h.Profile.Path("/etc/group")
+	uid, uerr := lookupAccountID(passwd, name)
+	gid, gerr := lookupAccountID(groups, group)
+	for _, err := range []error{uerr, gerr} {
+		if err != nil && !errors.Is(err, errNoAccount) {
+			return helpOwner{}, fmt.Errorf("help library: looking up the owner %s.%s: %w", name, group, err)
 		}
-		return helpOwner{}
 	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(g.Gid)
-	if err1 != nil || err2 != nil {
-		return helpOwner{}
+	var missing string
+	switch {
+	case uerr != nil && gerr != nil:
+		missing = fmt.Sprintf("neither user %s nor group %s exists", name, group)
+	case uerr != nil:
+		missing = fmt.Sprintf("user %s does not exist", name)
+	case gerr != nil:
+		missing = fmt.Sprintf("group %s does not exist", group)
+	default:
+		return helpOwner{uid: uid, gid: gid, ok: true}, nil
 	}
-	return helpOwner{uid: uid, gid: gid, ok: true}
+	return helpOwner{}, fmt.Errorf("help library: %s on this host (%s, %s); the release notes end the update with "+
+		"\"chown %s.%s *\", so upgrader does not update the library without that owner; nothing was changed. "+
+		"Create the account (Experience Portal's installation makes it), then upgrader retry; "+
+		"or leave the library as it is: upgrader skip help-library --reason \"...\" (the step is optional)",
+		missing, s.h.Profile.Unroot(passwd), s.h.Profile.Unroot(groups), name, group)
+}
+
+// errNoAccount: the name is not in the accounts file, or there is none.
+var errNoAccount = errors.New("no such account")
+
+// lookupAccountID finds name in a passwd or group file (name:x:id:...) and
+// returns its numeric id (the third field).
+func lookupAccountID(file, name string) (int, error) {
+	data, err := securefs.ReadRegular(file, maxAccountsFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, errNoAccount
+	}
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Split(strings.TrimRight(line, "\r\n"), ":")
+		if len(fields) < 3 || fields[0] != name {
+			continue
+		}
+		id, err := strconv.Atoi(fields[2])
+		if err != nil || id < 0 {
+			return 0, fmt.Errorf("%s: %s has the id %q, not a number", file, name, fields[2])
+		}
+		return id, nil
+	}
+	return 0, errNoAccount
 }
 
 // attrsOK says whether st has mode 755 (no setuid, setgid or sticky bit)
@@ -614,12 +665,16 @@ func removeTemps(lib string, a *helpArchive) error {
 }
 
 func (s helpLibrary) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	own, err := s.owner(sc)
+	if err != nil {
+		return false, err
+	}
 	a, err := s.open(sc)
 	if err != nil {
 		return false, err
 	}
 	defer a.Close()
-	d, err := s.inspect(s.dir(sc), a, s.owner(sc, false))
+	d, err := s.inspect(s.dir(sc), a, own)
 	if err != nil || !d.inPlace() {
 		return false, err
 	}
@@ -629,13 +684,16 @@ func (s helpLibrary) Probe(ctx context.Context, sc orchestrator.StepContext) (bo
 }
 
 func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	own, err := s.owner(sc)
+	if err != nil {
+		return err
+	}
 	a, err := s.open(sc)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
 	lib := s.dir(sc)
-	own := s.owner(sc, true)
 	d, err := s.inspect(lib, a, own)
 	if err != nil {
 		return err
@@ -734,12 +792,16 @@ func (a *helpArchive) install(lib string, d helpDrift, own helpOwner, progress o
 }
 
 func (s helpLibrary) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+	own, err := s.owner(sc)
+	if err != nil {
+		return orchestrator.Outputs{}, err
+	}
 	a, err := s.open(sc)
 	if err != nil {
 		return orchestrator.Outputs{}, err
 	}
 	defer a.Close()
-	d, err := s.inspect(s.dir(sc), a, s.owner(sc, false))
+	d, err := s.inspect(s.dir(sc), a, own)
 	if err != nil {
 		return orchestrator.Outputs{}, err
 	}

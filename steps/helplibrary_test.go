@@ -11,15 +11,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"upgrader/orchestrator"
 )
@@ -597,32 +594,33 @@ func TestHelpLibraryConvergesFromPartialStates(t *testing.T) {
 	}
 }
 
-// With the owner and group on the host, every file and folder unpacked
-// gets them, and Probe checks them; a file chowned away is given back
-// without being rewritten.
+// setAccounts writes the simulated host's /etc/passwd and /etc/group.
+func (h helpSim) setAccounts(tb testing.TB, passwd, group string) {
+	tb.Helper()
+	if err := os.MkdirAll(h.path("etc"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	writeTestFile(tb, h.path("etc/passwd"), []byte(passwd))
+	writeTestFile(tb, h.path("etc/group"), []byte(group))
+}
+
+// The host's own accounts: root, and the owner the release notes chown the
+// help library to.
+const (
+	simPasswd = "root:x:0:0:root:/root:/bin/bash\n# Experience Portal's account\navayavp:x:5501:5502:Avaya VP:/home/avayavp:/bin/bash\n"
+	simGroup  = "root:x:0:\navayavpgroup:x:5502:avayavp\n"
+)
+
+// With the owner and group on the host (its /etc/passwd and /etc/group,
+// under the profile's root), every file and folder unpacked gets them, as
+// the release notes' chown avayavp.avayavpgroup does, and Probe checks
+// them; a file chowned away is given back without being rewritten.
 func TestHelpLibraryOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chown to another user needs root")
 	}
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody")
-	}
-	group := ""
-	for _, g := range []string{"nogroup", "nobody"} {
-		if _, err := user.LookupGroup(g); err == nil {
-			group = g
-			break
-		}
-	}
-	if group == "" {
-		t.Skip("no group nogroup or nobody")
-	}
-	g, _ := user.LookupGroup(group)
 	h := newHelpSim(t)
-	spec := helpSpec()
-	spec.Params["owner"], spec.Params["group"] = u.Username, group
-	h.st, h.sc = h.build(t, spec), stepContext(spec, nil)
+	h.setAccounts(t, simPasswd, simGroup)
 	h.apply(t)
 	h.verify(t)
 	owned := func(p string) bool {
@@ -631,11 +629,11 @@ func TestHelpLibraryOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 		sys := st.Sys().(*syscall.Stat_t)
-		return fmt.Sprint(sys.Uid) == u.Uid && fmt.Sprint(sys.Gid) == g.Gid
+		return sys.Uid == 5501 && sys.Gid == 5502
 	}
 	for _, p := range []string{"index.html", "topics", "topics/dnc.html", "topics/campaigns.html", ""} {
 		if !owned(h.lib(p)) {
-			t.Errorf("%s is not %s:%s", p, u.Username, group)
+			t.Errorf("%s is not avayavp:avayavpgroup (5501:5502)", p)
 		}
 	}
 	if err := os.Lchown(h.lib("topics/dnc.html"), 0, 0); err != nil {
@@ -657,19 +655,47 @@ func TestHelpLibraryOwner(t *testing.T) {
 	}
 }
 
-// Without the owner on the host the update still happens, and says it
-// left the ownership alone.
-func TestHelpLibraryWarnsWithoutOwner(t *testing.T) {
-	if _, err := user.Lookup("avayavp"); err == nil {
-		t.Skip("avayavp exists on this host")
-	}
-	h := newHelpSim(t)
-	var logs bytes.Buffer
-	h.sc.Log = zerolog.New(&logs)
-	h.apply(t)
-	h.verify(t)
-	if !strings.Contains(logs.String(), `"level":"warn"`) || !strings.Contains(logs.String(), "ownership of the help library left as is") {
-		t.Errorf("no warning: %s", logs.String())
+// The release notes end the update with chown avayavp.avayavpgroup: on a
+// host without that user or group the step fails, before anything is
+// changed, saying what is missing, why it matters and what to do.
+func TestHelpLibraryRefusesWithoutOwner(t *testing.T) {
+	for _, tc := range []struct {
+		name, passwd, group string
+		missing             string
+	}{
+		{"no user", "root:x:0:0::/root:/bin/sh\n", simGroup, "user avayavp does not exist on this host"},
+		{"no group", simPasswd, "root:x:0:\n", "group avayavpgroup does not exist on this host"},
+		{"neither", "root:x:0:0::/root:/bin/sh\n", "root:x:0:\n", "neither user avayavp nor group avayavpgroup exists on this host"},
+		{"no account files", "", "", "neither user avayavp nor group avayavpgroup exists on this host"},
+		{"a name that only starts the same", "avayavpx:x:1:1::/:/bin/sh\n", "avayavpgroupx:x:1:\n", "neither user avayavp nor group avayavpgroup exists"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHelpSim(t)
+			if tc.passwd == "" {
+				os.Remove(h.path("etc/passwd"))
+				os.Remove(h.path("etc/group"))
+			} else {
+				h.setAccounts(t, tc.passwd, tc.group)
+			}
+			before := treeState(t, h.sim.Root)
+			h.refusedByAll(func(what string, err error) {
+				if err == nil {
+					t.Fatalf("%s succeeded without the owner the release notes chown the library to", what)
+				}
+				for _, want := range []string{tc.missing, "chown avayavp.avayavpgroup", "nothing was changed",
+					"upgrader retry", "upgrader skip help-library --reason"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("%s: %q does not say %q", what, err, want)
+					}
+				}
+			})
+			if got := h.ledger(t); len(got) != 0 {
+				t.Errorf("vpms was touched: %v", got)
+			}
+			if after := treeState(t, h.sim.Root); after != before {
+				t.Error("the host changed")
+			}
+		})
 	}
 }
 
