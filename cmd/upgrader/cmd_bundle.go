@@ -59,8 +59,8 @@ func newBundleCmd(a *app) *cobra.Command {
 		Use:   "bundle",
 		Short: "Collect POM logs and upgrader's own record into a support archive (replaces getpomlogs.sh)",
 		Long: `bundle writes a tar.gz for support: the POM logs (all of them under logs/,
-or a selection by process and date under selectedlogs/), the application
-server's and Tomcat's logs with -a, the MPPs' logs (CXI) with -c, and always
+or a selection by process and date under selectedlogs/), this server's
+application server and Tomcat logs with -a, the MPP CXI logs with -c, and always
 upgrader's own record under upgrader/: the runs with their step records,
 journal and plan, the plan for this host now, its facts, and the site
 profile with its commands reduced to their program (arguments may hold a
@@ -74,6 +74,23 @@ asks. Dates are "YYYY-MM-DD HH:MM:SS" in the host's time zone (or RFC 3339);
 --until is inclusive to the second. A date range keeps the lines of that
 range (a stack trace stays with the line it follows) and the files without
 timestamps that were modified since the start.
+
+-a and -c are getpomlogs.sh's --logs -a and --logs -c. One example of the
+release notes describes "--logs -c" as "POM logs with appserver logs": a
+copy-paste slip. upgrader reads -c as their text does, MPP CXI logs ("You
+can also collect MPP CXI logs if MPP and POM co-exists in single server
+deployment"; "--logs -a -c" is "appserver and MPP-CXI logs"). getpomlogs.sh
+collects MPP CXI logs only when MPP and POM share a server; upgrader's -c
+collects the logs of every MPP it can reach, which today means every MPP
+whose directory is on this server (the profile's mpps, such as a remote MPP's
+directory mounted here, else $AVAYA_MPP_HOME), and notes those it cannot
+find.
+
+Support's checklist also asks for what no archive made here can hold: FINEST
+level logs (upgrader cannot change or check POM's log level), the POM Agent
+API logs on the affected agent's desktop, an external application server's
+logs on that server, and custom OD application logs. MANIFEST, the JSON
+result and the output list them.
 
 The archive is written to a temporary name beside the final one and renamed
 when complete; it ends by printing its path and size.
@@ -94,8 +111,8 @@ Exit codes:
 	fl.StringArrayVar(&f.processes, "process", nil, "collect only this POM process's logs (repeatable): "+strings.Join(bundle.Processes, ", "))
 	fl.StringVar(&f.since, "since", "", `only log lines from this date, "YYYY-MM-DD HH:MM:SS"`)
 	fl.StringVar(&f.until, "until", "", `only log lines until this date (inclusive), "YYYY-MM-DD HH:MM:SS"`)
-	fl.BoolVarP(&f.appServer, "appserver", "a", false, "add the application server's and Tomcat's logs")
-	fl.BoolVarP(&f.mpp, "mpp", "c", false, "add the MPPs' logs (CXI)")
+	fl.BoolVarP(&f.appServer, "appserver", "a", false, "add this server's application server and Tomcat logs (getpomlogs.sh --logs -a)")
+	fl.BoolVarP(&f.mpp, "mpp", "c", false, "add the MPP CXI logs of every MPP whose directory is on this server (getpomlogs.sh --logs -c)")
 	fl.BoolVarP(&f.yes, "yes", "y", false, "ask nothing: the default directory, every process, every date")
 	return cmd
 }
@@ -213,6 +230,12 @@ func printBundle(w io.Writer, r bundle.Result) {
 	fmt.Fprintln(w, ".")
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if len(r.SupportAlsoAsks) > 0 {
+		fmt.Fprintln(w, "Support also asks for (not in this archive; listed in MANIFEST):")
+		for _, n := range r.SupportAlsoAsks {
+			fmt.Fprintf(w, "  - %s\n", n)
+		}
 	}
 	fmt.Fprintf(w, "Archive: %s\nSize: %s\n", r.Path, orchestrator.BytesText(r.Size))
 }

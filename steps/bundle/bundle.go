@@ -1,4 +1,14 @@
 // Package bundle collects POM logs and upgrader's evidence into a tar.gz support archive.
+//
+// It does what getpomlogs.sh does (POM 3.1.1 SP1 release notes, "Serviceability
+// enhancement - POM logging enhancement"): -a adds this server's application
+// server logs, -c the MPP CXI logs. The notes' text reads -c as MPP CXI logs
+// (collected by the script only when MPP and POM share a server); one example
+// calling "--logs -c" "POM logs with appserver logs" is a copy-paste slip.
+// upgrader's -c collects every MPP's logs it can reach: today, the MPP
+// directories on this server. What the Contact Support Checklist asks for and
+// no archive of this server can hold is listed in every archive
+// (SupportAlsoAsks).
 package bundle
 
 import (
@@ -43,11 +53,17 @@ type Options struct {
 	Dir       string // the archive's directory
 	Name      string // its file name (default: DefaultName)
 	Selection Selection
-	AppServer bool // the application server's and Tomcat's logs
-	MPP       bool // the MPPs' logs (CXI)
-	Evidence  Evidence
-	Now       time.Time
-	Version   string
+	AppServer bool // this server's application server and Tomcat logs (getpomlogs.sh --logs -a)
+	// MPP adds the MPP CXI logs (getpomlogs.sh --logs -c). The release
+	// notes' text says -c collects MPP CXI logs, the script only where MPP
+	// and POM share the server; one of their examples calls "--logs -c"
+	// "POM logs with appserver logs", a copy-paste slip, not followed.
+	// Here -c collects every MPP's logs that are reachable: today, the
+	// MPPs whose directory is on this server (see Sources).
+	MPP      bool
+	Evidence Evidence
+	Now      time.Time
+	Version  string
 	// Failpoint, when set (crash tests), is called at named points.
 	Failpoint func(point string)
 }
@@ -64,6 +80,9 @@ type Result struct {
 	Entries   []Entry   `json:"entries"`
 	Skipped   []Skip    `json:"skipped"`
 	Notes     []string  `json:"notes"`
+	// SupportAlsoAsks is what support's checklist also asks for that this
+	// archive cannot hold (SupportAlsoAsks).
+	SupportAlsoAsks []string `json:"support_also_asks"`
 }
 
 // Collection is what a bundle with given options will read.
@@ -135,7 +154,7 @@ func (c *Collection) Write(ctx context.Context, progress func(done, total int64)
 		return Result{}, err
 	}
 	res := Result{Path: a.final, Size: size, SHA256: sum, Files: len(w.entries), Bytes: w.bytes, Logs: c.top,
-		Selection: o.Selection, Entries: w.entries, Skipped: w.skipped, Notes: w.notes}
+		Selection: o.Selection, Entries: w.entries, Skipped: w.skipped, Notes: w.notes, SupportAlsoAsks: SupportAlsoAsks}
 	return res, nil
 }
 

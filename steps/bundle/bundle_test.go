@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -467,5 +468,51 @@ func TestRedactedProfileCommands(t *testing.T) {
 				t.Errorf("the program %s is not named:\n%s", argv[0], red)
 			}
 		})
+	}
+}
+
+// The release notes' Contact Support Checklist asks for more than a bundle
+// on this server can hold: FINEST level logs (upgrader cannot set or check
+// the level), the POM Agent API logs on the affected agent's desktop, an
+// external application server's logs on that server, and custom OD
+// application logs. MANIFEST and the JSON result say so, marked as what
+// support also asks for, whatever was collected.
+func TestBundleSaysWhatSupportAlsoAsks(t *testing.T) {
+	h := newHost(t)
+	h.write("CmpMgr.log", "2026-11-22 08:00:00 INFO up\n")
+	for _, o := range []Options{h.options(), func() Options { o := h.options(); o.AppServer, o.MPP, o.Name = true, true, "all.tar.gz"; return o }()} {
+		res, u := h.bundle(o)
+		u.checkManifest(t)
+		var asks []string
+		for _, line := range strings.Split(u.files[ManifestName], "\n") {
+			if rest, ok := strings.CutPrefix(line, "NOTE support also asks for: "); ok {
+				asks = append(asks, rest)
+			}
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Asks []string `json:"support_also_asks"`
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range [][]string{
+			{"FINEST level logs", "cannot change or check", "log level"},
+			{"POM Agent API logs", "desktop", "affected agent", "not on this server"},
+			{"external application server", "on that server"},
+			{"custom OD application logs"},
+		} {
+			for name, list := range map[string][]string{"MANIFEST": asks, "JSON support_also_asks": doc.Asks} {
+				found := slices.ContainsFunc(list, func(s string) bool {
+					return !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(s, w) })
+				})
+				if !found {
+					t.Errorf("%s has no note with %q: %q", name, want, list)
+				}
+			}
+		}
 	}
 }

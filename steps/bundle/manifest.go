@@ -75,6 +75,10 @@ func (m manifest) render() []byte {
 			fmt.Fprintf(&b, "NOTE %s\n", n)
 		}
 	}
+	fmt.Fprintf(&b, "#\n# what support also asks for (release notes, Contact Support Checklist) and no archive of this server can hold\n")
+	for _, n := range SupportAlsoAsks {
+		fmt.Fprintf(&b, "NOTE support also asks for: %s\n", n)
+	}
 	return b.Bytes()
 }
 

@@ -96,6 +96,8 @@ type Source struct {
 
 // Sources lists the log directories to collect: POM's always, the
 // application server's and Tomcat's with appServer, every MPP's with mpp.
+// All are paths on this server: an MPP on another server is collected only
+// where its directory is mounted here (its mpps config path says where).
 func Sources(p profile.Profile, appServer, mpp bool) []Source {
 	var out []Source
 	if p.POM.Home != "" {
