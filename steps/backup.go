@@ -24,9 +24,10 @@ import (
 // only through PGPASSFILE: never argv, never PGPASSWORD.
 type backupDB struct{ h *Host }
 
-// ErrDBUnreachable is the DB alarm: the database cannot be reached, and
-// the steps that need it hold until it can.
-var ErrDBUnreachable = errors.New("DB alarm: the POM database is unreachable")
+// ErrDBUnreachable is upgrader's own database check failing: the database
+// cannot be reached, and the steps that need it hold until it can. It is
+// not POM's "DB alarm" (a product fix in 3.1.1 SP1, OUTREACH-9570).
+var ErrDBUnreachable = errors.New("upgrader's database check: the POM database is unreachable")
 
 func (s backupDB) path(sc orchestrator.StepContext) string {
 	dir := s.h.Profile.Path(sc.Spec.Params["backup_dir"])
@@ -54,7 +55,7 @@ func (s backupDB) env() []string {
 }
 
 // databaseSize asks the server how big the database is; a failure to ask is
-// the DB alarm.
+// ErrDBUnreachable.
 func (s backupDB) databaseSize(ctx context.Context, database string) (int64, error) {
 	argv := append([]string{s.tool("psql", s.h.Profile.DB.PSQLCommand)}, s.conn(database)...)
 	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command=SELECT pg_database_size(current_database())")

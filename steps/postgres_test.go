@@ -257,8 +257,10 @@ func TestBackupDBRealPostgresTruncatedDumpRejected(t *testing.T) {
 	}
 }
 
-// The DB alarm: an unreachable database is a clear error, no file is left
-// and the step can be run again once the database is back.
+// Upgrader's own database check: an unreachable database is a clear error
+// that names the check as upgrader's (the "DB alarm" is POM's own fix
+// OUTREACH-9570, not this), no file is left and the step can be run again
+// once the database is back.
 func TestBackupDBRealPostgresUnreachable(t *testing.T) {
 	c := postgres(t)
 	dir := t.TempDir()
@@ -269,7 +271,10 @@ func TestBackupDBRealPostgresUnreachable(t *testing.T) {
 	sc := stepContext(pgSpec(dir), nil)
 	err := st.Apply(context.Background(), sc)
 	if !errors.Is(err, ErrDBUnreachable) || !strings.Contains(err.Error(), "the run holds") {
-		t.Fatalf("Apply: %v, want the DB alarm", err)
+		t.Fatalf("Apply: %v, want the database unreachable", err)
+	}
+	if !strings.HasPrefix(err.Error(), "upgrader's database check: the POM database is unreachable") || strings.Contains(err.Error(), "DB alarm") {
+		t.Errorf("Apply: %q; want it named as upgrader's database check, not the product's DB alarm", err)
 	}
 	if strings.Contains(err.Error(), canary) {
 		t.Error("the error contains the password")
