@@ -189,7 +189,7 @@ func (m MediaCheck) Checks() (MediaResult, []MediaFinding) {
 		return res, out
 	}
 	vendor("certificate", true, "%s: %s public key, as `openssl x509 -pubkey` reads it", filepath.Base(m.CertPath), keyName(cert))
-	res.SignedForm, err = verifySumLine(cert, m.SigPath, signedSum+"  "+filepath.Base(m.ISO))
+	res.SignedForm, err = verifySumLine(cert, m.CertPath, m.SigPath, signedSum+"  "+filepath.Base(m.ISO))
 	switch {
 	case err != nil:
 		vendor("signature", false, "%v", err)
@@ -240,7 +240,7 @@ func (m MediaCheck) origin(cert *x509.Certificate, res *MediaResult) []MediaFind
 
 // accepted says on what ground a certificate upgrader would question is
 // taken: the vendor's check ignores what is wrong with it.
-func (m MediaCheck) accepted(origin, what string) string {
+func accepted(origin, what string) string {
 	ground := map[string]string{OriginPinned: "accepted by the pin", OriginTrustAnchor: "accepted by the trust anchor"}[origin]
 	if ground == "" {
 		ground = "accepted"
@@ -267,7 +267,7 @@ func (m MediaCheck) certificateDates(cert *x509.Certificate, origin string, add 
 		add("validity", false, "%s; %s: ask the vendor for current media, or drop that rule (media.require_valid_certificate in the profile)", problem, refusedByRule)
 		return
 	}
-	add("validity", true, "%s; %s", problem, m.accepted(origin, "dates")).Warning = true
+	add("validity", true, "%s; %s", problem, accepted(origin, "dates")).Warning = true
 }
 
 func (m MediaCheck) codeSigning(cert *x509.Certificate, origin string, add func(string, bool, string, ...any) *MediaFinding) {
@@ -281,7 +281,7 @@ func (m MediaCheck) codeSigning(cert *x509.Certificate, origin string, add func(
 		add("code-signing", false, "%s; %s", problem, refusedByRule)
 		return
 	}
-	add("code-signing", true, "%s; %s", problem, m.accepted(origin, "key usages")).Warning = true
+	add("code-signing", true, "%s; %s", problem, accepted(origin, "key usages")).Warning = true
 }
 
 func day(t time.Time) string { return t.UTC().Format("2006-01-02") }
@@ -302,7 +302,7 @@ func keyName(cert *x509.Certificate) string {
 // key: PKCS#1 v1.5 for RSA, ASN.1 ECDSA for EC keys. The document does not
 // say whether the file ends with a newline, so both forms are tried; the
 // one that verifies is returned.
-func verifySumLine(cert *x509.Certificate, sigPath, line string) (string, error) {
+func verifySumLine(cert *x509.Certificate, certPath, sigPath, line string) (string, error) {
 	var algo x509.SignatureAlgorithm
 	switch cert.PublicKey.(type) {
 	case *rsa.PublicKey:
@@ -310,7 +310,7 @@ func verifySumLine(cert *x509.Certificate, sigPath, line string) (string, error)
 	case *ecdsa.PublicKey:
 		algo = x509.ECDSAWithSHA256
 	default:
-		return "", fmt.Errorf("the certificate's key is %s: upgrader verifies RSA and ECDSA signatures", cert.PublicKeyAlgorithm)
+		return "", fmt.Errorf("%s: the certificate's key is %s: upgrader verifies RSA and ECDSA signatures", certPath, cert.PublicKeyAlgorithm)
 	}
 	sig, err := securefs.ReadRegular(sigPath, maxSigSize)
 	if err != nil {
@@ -321,7 +321,7 @@ func verifySumLine(cert *x509.Certificate, sigPath, line string) (string, error)
 			return form.name, nil
 		}
 	}
-	return "", fmt.Errorf("%s does not verify the line %q with the key of the certificate: the sum or the signature is not the published one", sigPath, line)
+	return "", fmt.Errorf("%s does not verify the line %q with the key of %s: the sum or the signature is not the published one", sigPath, line, certPath)
 }
 
 // verifyChain proves the certificate was issued by one of the trust
