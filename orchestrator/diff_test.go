@@ -24,7 +24,7 @@ var diffPCProfile = profile.Profile{Site: "pc-site", Root: "/", PC: profile.PC{S
 var diffPOMProfile = profile.Profile{
 	Site: "pom-site", Root: "/",
 	POM:  profile.POM{Services: []string{"vpms"}},
-	MPPs: []profile.MPP{{Name: "mpp1", Config: "/opt/mpp1/mppconfig.xml"}},
+	MPPs: []profile.MPP{{Name: "mpp1", Host: "localhost", Config: "/opt/mpp1/mppconfig.xml"}},
 	Media: profile.Media{Dir: "/media", ISO: "POM.03.01.01.01.00.003-r35434-x86_64.iso",
 		SHA256: "4bba4c54aa533f7129361ec262c4343949dc3c8d240d17d217edefc910131193"},
 	DB: profile.DB{Name: "pom", BackupDir: "/var/backups/upgrader"},
@@ -105,6 +105,7 @@ func TestDiffPlans(t *testing.T) {
 				"- warning EXPPORTAL-1960",
 				"- warning EXPPORTAL-1701",
 				"- warning OUTREACH-11880",
+				"- warning callback-expiring-label",
 				"- note iso-name-typo",
 				"- note db-size-unknown",
 				"- step verify-media",

@@ -39,11 +39,17 @@ const (
 	FactComponents  = "components"       // comma list of installed optional components
 	FactMediaSize   = "media.iso.size"   // ISO size in bytes, -1 when absent
 	FactMediaSigned = "media.iso.signed" // "true" when .sha256.crt and .sha256.sig are present
+	// Sizes in bytes of the ISO's .sha256.crt and .sha256.sig, -1 when absent.
+	FactMediaCrtSize = "media.iso.crt.size"
+	FactMediaSigSize = "media.iso.sig.size"
 	// Free bytes in the filesystem that holds the backup / the product.
 	FactFreeBackup  = "disk.free.backup"
 	FactFreeInstall = "disk.free.install"
 	FactPCDataSize  = "pc.data.size" // bytes of PC data a migration backs up
 	FactDBSize      = "db.size"      // bytes of the POM database
+	// FactDBExists says whether the profile's database exists: "true",
+	// "false", or "unknown" when it cannot be read.
+	FactDBExists = "db.exists"
 	// FactDBPasswordFileMode is the permission bits of db.password_file,
 	// in octal (0600).
 	FactDBPasswordFileMode = "db.password_file.mode"
@@ -51,21 +57,34 @@ const (
 
 // factKinds says how each known key's value is checked.
 var factKinds = map[string]string{
-	FactPOMVersion:  "version",
-	FactEPVersion:   "version",
-	FactEPMPPPatch:  "version",
-	FactPCVersion:   "version",
-	FactHostModel:   "text",
-	FactHostName:    "text",
-	FactComponents:  "list",
-	FactMediaSize:   "int",
-	FactMediaSigned: "bool",
-	FactFreeBackup:  "int",
-	FactFreeInstall: "int",
-	FactPCDataSize:  "int",
-	FactDBSize:      "int",
+	FactPOMVersion:   "version",
+	FactEPVersion:    "version",
+	FactEPMPPPatch:   "version",
+	FactPCVersion:    "version",
+	FactHostModel:    "text",
+	FactHostName:     "text",
+	FactComponents:   "list",
+	FactMediaSize:    "int",
+	FactMediaSigned:  "bool",
+	FactFreeBackup:   "int",
+	FactFreeInstall:  "int",
+	FactPCDataSize:   "int",
+	FactDBSize:       "int",
+	FactDBExists:     "known-bool",
+	FactMediaCrtSize: "int",
+	FactMediaSigSize: "int",
 	// An octal mode: 0600.
 	FactDBPasswordFileMode: "mode",
+}
+
+// MediaFileFact is the fact key of a file's size in media.dir (bytes, -1
+// when absent), for each of POMMediaFiles.
+func MediaFileFact(name string) string { return "media.file." + name }
+
+func init() {
+	for _, name := range POMMediaFiles() {
+		factKinds[MediaFileFact(name)] = "int"
+	}
 }
 
 // Int returns a whole-number fact, and whether it is known.
@@ -137,6 +156,10 @@ func checkFactValue(kind, value string) error {
 	case "bool":
 		if _, err := strconv.ParseBool(value); err != nil {
 			return fmt.Errorf("%q is not true or false", value)
+		}
+	case "known-bool":
+		if value != "true" && value != "false" && value != "unknown" {
+			return fmt.Errorf("%q is not true, false or unknown", value)
 		}
 	case "list":
 		for _, item := range strings.Split(value, ",") {

@@ -75,7 +75,11 @@ func TestFactKeysAllAccepted(t *testing.T) {
 		orchestrator.FactPCVersion: "4.1.1", orchestrator.FactHostModel: "ProLiant DL385 G5", orchestrator.FactHostName: "pc01",
 		orchestrator.FactComponents: "agent", orchestrator.FactMediaSize: "288784384", orchestrator.FactMediaSigned: "true",
 		orchestrator.FactFreeBackup: "1073741824", orchestrator.FactFreeInstall: "1073741824", orchestrator.FactPCDataSize: "4096",
-		orchestrator.FactDBSize: "52428800", orchestrator.FactDBPasswordFileMode: "0600",
+		orchestrator.FactDBSize: "52428800", orchestrator.FactDBPasswordFileMode: "0600", orchestrator.FactDBExists: "unknown",
+		orchestrator.FactMediaCrtSize: "5459", orchestrator.FactMediaSigSize: "-1",
+	}
+	for _, name := range orchestrator.POMMediaFiles() {
+		samples[orchestrator.MediaFileFact(name)] = "-1"
 	}
 	keys := orchestrator.FactKeys()
 	for i, k := range keys {

@@ -14,7 +14,7 @@ import (
 
 // CatalogVersion changes whenever a procedure's steps or rules change, so a
 // run started by an older catalog is noticed on resume.
-const CatalogVersion = "2026.11-2"
+const CatalogVersion = "2026.12-1"
 
 // Severity ranks a preflight finding.
 type Severity string
@@ -186,6 +186,7 @@ func applyOverrides(p *Plan, overrides map[string]string) {
 		case b.Skip != SkipWithReason:
 			used[b.ID] = true
 			blockers = append(blockers, b, Finding{ID: "override-refused", Severity: SeverityBlocker, Skip: SkipNever,
+				Source: SourceUpgrader, Rationale: "a blocker whose skip policy is never holds whatever reason is given",
 				Message: fmt.Sprintf("%s is a safety rule and cannot be overridden", b.ID)})
 		default:
 			used[b.ID] = true
@@ -202,6 +203,7 @@ func applyOverrides(p *Plan, overrides map[string]string) {
 	for _, id := range ids {
 		if !used[id] {
 			blockers = append(blockers, Finding{ID: "override-unused", Severity: SeverityBlocker, Skip: SkipNever,
+				Source: SourceUpgrader, Rationale: "an override that matches nothing is a mistake in the command, and would be carried into the journal as if it meant something",
 				Message: fmt.Sprintf("--override %s: the plan has no such blocker; remove the override", id)})
 		}
 	}

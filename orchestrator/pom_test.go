@@ -138,7 +138,11 @@ var upgradeVariants = []struct {
 	}},
 	{"POM 3.1.1.0.0", setFact(orchestrator.FactPOMVersion, "3.1.1.0.0")},
 	{"POM GA build", setFact(orchestrator.FactPOMVersion, "POM.03.01.01.00.00.039")},
-	{"no MPPs in profile", func(_ orchestrator.Facts, p *profile.Profile) { p.MPPs = nil }},
+	{"EP 7.2.1, no MPPs in profile", func(f orchestrator.Facts, p *profile.Profile) {
+		setFact(orchestrator.FactEPVersion, "7.2.1.0.0100")(f, p)
+		setFact(orchestrator.FactEPMPPPatch, "7.2.1.0.0622")(f, p)
+		p.MPPs = nil
+	}},
 }
 
 func TestGoodFactsPlanHasNoBlockers(t *testing.T) {
@@ -596,7 +600,7 @@ func TestPlanIsPure(t *testing.T) {
 
 func TestPlanFingerprint(t *testing.T) {
 	base := orchestrator.PlanInput{Procedure: pomProc, Facts: goodFacts(), Profile: simProfile(),
-		Options: orchestrator.Options{With: []string{"agent", "supervisor"}}}
+		Options: orchestrator.Options{With: []string{"pdc", "help-library"}}}
 	baseFP := mustPlan(t, base).Fingerprint
 	tests := []struct {
 		name    string
@@ -604,7 +608,8 @@ func TestPlanFingerprint(t *testing.T) {
 		changes bool
 	}{
 		{"same input", func(*orchestrator.PlanInput) {}, false},
-		{"--with order does not matter", func(in *orchestrator.PlanInput) { in.Options.With = []string{"supervisor", "agent"} }, false},
+		{"--with order does not matter", func(in *orchestrator.PlanInput) { in.Options.With = []string{"help-library", "pdc"} }, false},
+		{"--with order of unknown options does not matter", func(in *orchestrator.PlanInput) { in.Options.With = []string{"help-library", "y", "pdc", "x"} }, true},
 		{"fact source", func(in *orchestrator.PlanInput) {
 			in.Facts[orchestrator.FactHostName] = orchestrator.Fact{Value: "pom01", Source: "--assume", Assumed: true}
 		}, true},
@@ -617,6 +622,7 @@ func TestPlanFingerprint(t *testing.T) {
 		{"profile backup dir", func(in *orchestrator.PlanInput) { in.Profile.DB.BackupDir = "/srv/backups" }, true},
 		{"profile password file (not in any step)", func(in *orchestrator.PlanInput) { in.Profile.DB.PasswordFile = "/root/.pgpass" }, true},
 		{"--with added", func(in *orchestrator.PlanInput) { in.Options.With = append(in.Options.With, "agent-api") }, true},
+		{"--with removed in part", func(in *orchestrator.PlanInput) { in.Options.With = []string{"pdc"} }, true},
 		{"--with removed", func(in *orchestrator.PlanInput) { in.Options.With = nil }, true},
 	}
 	for _, tt := range tests {
@@ -732,11 +738,11 @@ func TestPOMPasswordFileModeWarning(t *testing.T) {
 	}{
 		{"0600", "0600", "postgres", nil},
 		{"0400", "0400", "postgres", nil},
-		{"readable by others", "0644", "postgres", []string{"/etc/upgrader/pgpass has mode 0644", "libpq ignores", "chmod 0600 /etc/upgrader/pgpass", "upgrader's own check"}},
+		{"readable by others", "0644", "postgres", []string{"/etc/upgrader/pgpass has mode 0644", "libpq ignores", "chmod 0600 /etc/upgrader/pgpass"}},
 		{"readable by the group", "0640", "postgres", []string{"mode 0640", "libpq ignores"}},
 		{"executable by others", "0601", "postgres", []string{"mode 0601"}},
 		{"unknown", "", "postgres", nil},
-		{"oracle, readable by others", "0644", "oracle", []string{"mode 0644", "chmod 0600 /etc/upgrader/pgpass", "upgrader's own check"}},
+		{"oracle, readable by others", "0644", "oracle", []string{"mode 0644", "chmod 0600 /etc/upgrader/pgpass"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := buildPOMPlan(t, setFact(orchestrator.FactDBPasswordFileMode, tc.mode),
@@ -757,8 +763,8 @@ func TestPOMPasswordFileModeWarning(t *testing.T) {
 					t.Errorf("warning %q lacks %q", w.Message, s)
 				}
 			}
-			if len(w.Refs) != 0 || w.Severity != orchestrator.SeverityWarning {
-				t.Errorf("warning %+v: want no vendor reference (upgrader's own) and severity warning", w)
+			if len(w.Refs) != 0 || w.Source != orchestrator.SourceUpgrader || w.Rationale == "" || w.Severity != orchestrator.SeverityWarning {
+				t.Errorf("warning %+v: want upgrader's own (no vendor reference, a rationale) and severity warning", w)
 			}
 			if tc.kind == "oracle" && strings.Contains(w.Message, "libpq") {
 				t.Errorf("an Oracle site's warning speaks of libpq: %s", w.Message)

@@ -334,6 +334,18 @@ func (v Version) SameRelease(o Version) bool {
 	return compareComps(v.comps[:compBuild], o.comps[:compBuild]) == 0
 }
 
+// Base is v's major.minor.patch alone, as a dotted version: the release
+// line a build, service pack or patch belongs to (7.2.0.0.1202 → 7.2.0,
+// 4.1.0.5 → 4.1.0).
+func (v Version) Base() Version {
+	if v.n == 0 {
+		return v
+	}
+	b := Version{n: 3}
+	copy(b.comps[:3], v.comps[:3])
+	return b
+}
+
 func (v Version) Major() uint64       { return uint64(v.comps[compMajor]) }
 func (v Version) Minor() uint64       { return uint64(v.comps[compMinor]) }
 func (v Version) Patch() uint64       { return uint64(v.comps[compPatch]) }

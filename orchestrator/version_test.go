@@ -453,3 +453,16 @@ func FuzzParseVersion(f *testing.F) {
 		}
 	})
 }
+
+func TestVersionBase(t *testing.T) {
+	for in, want := range map[string]string{
+		"7.2.0.0.1202": "7.2.0", "4.1.0.5": "4.1.0", "4.1": "4.1.0", "POM.03.01.01.01.00.003": "3.1.1", "3.1.1 SP1": "3.1.1",
+	} {
+		if got := MustParseVersion(in).Base(); got.String() != want || !got.Equal(MustParseVersion(want)) {
+			t.Errorf("%s.Base() = %s, want %s", in, got, want)
+		}
+	}
+	if !(Version{}).Base().IsZero() {
+		t.Error("the zero Version's base is not zero")
+	}
+}
