@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"upgrader/orchestrator"
 )
@@ -63,14 +64,25 @@ func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 	}
 	if p.Media.ISO != "" {
 		iso := p.ISOPath()
-		size := int64(-1)
-		if st, err := os.Stat(iso); err == nil && st.Mode().IsRegular() {
-			size = st.Size()
+		set(orchestrator.FactMediaSize, strconv.FormatInt(fileSize(iso), 10), iso)
+		crt, sig := fileSize(iso+".sha256.crt"), fileSize(iso+".sha256.sig")
+		set(orchestrator.FactMediaSigned, strconv.FormatBool(crt >= 0 && sig >= 0), iso+".sha256.{crt,sig}")
+		set(orchestrator.FactMediaCrtSize, strconv.FormatInt(crt, 10), iso+".sha256.crt")
+		set(orchestrator.FactMediaSigSize, strconv.FormatInt(sig, 10), iso+".sha256.sig")
+	}
+	if p.Media.Dir != "" {
+		// The file list's other files and the help library, where they are.
+		for _, name := range orchestrator.POMMediaFiles() {
+			path := filepath.Join(p.Path(p.Media.Dir), name)
+			set(orchestrator.MediaFileFact(name), strconv.FormatInt(fileSize(path), 10), path)
 		}
-		set(orchestrator.FactMediaSize, strconv.FormatInt(size, 10), iso)
-		_, crtErr := os.Stat(iso + ".sha256.crt")
-		_, sigErr := os.Stat(iso + ".sha256.sig")
-		set(orchestrator.FactMediaSigned, strconv.FormatBool(crtErr == nil && sigErr == nil), iso+".sha256.{crt,sig}")
+	}
+	if p.DB.Name != "" {
+		exists, size, source := databaseFacts(ctx, h)
+		setVolatile(orchestrator.FactDBExists, exists, source)
+		if size >= 0 {
+			setVolatile(orchestrator.FactDBSize, strconv.FormatInt(size, 10), source)
+		}
 	}
 	if p.DB.PasswordFile != "" {
 		// libpq ignores a password file others may read; the plan says so.
@@ -81,6 +93,65 @@ func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 	freeSpace(setVolatile, orchestrator.FactFreeBackup, p.Path(firstNonEmpty(p.DB.BackupDir, p.PC.BackupDir)))
 	freeSpace(setVolatile, orchestrator.FactFreeInstall, p.Path(firstNonEmpty(p.POM.Home, p.PC.Home)))
 	return f
+}
+
+// fileSize is the size of the regular file at path, -1 when there is none.
+func fileSize(path string) int64 {
+	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+		return st.Size()
+	}
+	return -1
+}
+
+// databaseFacts asks PostgreSQL whether the profile's database exists, and
+// its size: the database itself first; where it does not answer, the
+// server's catalogue through the maintenance database "postgres". Neither
+// answering (the server down, a password file for the database alone,
+// Oracle or SQL Server) is "unknown": a database that may be there is never
+// said to be absent. The size is -1 when not known.
+func databaseFacts(ctx context.Context, h *Host) (exists string, size int64, source string) {
+	db := h.Profile.DB
+	source = fmt.Sprintf("psql %s:%d/%s", db.Host, db.Port, db.Name)
+	if db.Kind != "" && db.Kind != "postgres" {
+		return "unknown", -1, "db.kind " + db.Kind + ": not read"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if v, err := psqlNumber(ctx, h, db.Name, "SELECT pg_database_size(current_database())"); err == nil && v >= 0 {
+		return "true", v, source
+	}
+	name := strings.ReplaceAll(db.Name, "'", "''")
+	v, err := psqlNumber(ctx, h, "postgres", "SELECT pg_database_size(datname) FROM pg_database WHERE datname = '"+name+"'")
+	switch {
+	case err != nil:
+		return "unknown", -1, source
+	case v < 0:
+		return "false", -1, source + " (pg_database)"
+	}
+	return "true", v, source + " (pg_database)"
+}
+
+// psqlNumber runs one query with psql as the backup does (the password only
+// through PGPASSFILE) and returns the number it answers, -1 for no row.
+func psqlNumber(ctx context.Context, h *Host, database, query string) (int64, error) {
+	b := backupDB{h}
+	argv := append([]string{b.tool("psql", h.Profile.DB.PSQLCommand)}, b.conn(database)...)
+	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command="+query)
+	var rows []int64
+	err := h.Run.Run(ctx, argv, append(b.env(), "PGCONNECT_TIMEOUT=10"), func(l string) {
+		if n, err := strconv.ParseInt(strings.TrimSpace(l), 10, 64); err == nil {
+			rows = append(rows, n)
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case len(rows) > 1:
+		return 0, fmt.Errorf("psql answered %d rows", len(rows))
+	case len(rows) == 0:
+		return -1, nil
+	}
+	return rows[0], nil
 }
 
 func firstNonEmpty(s ...string) string {

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -48,12 +49,13 @@ func Source() string {
 var Hosts = []string{"pom", "pombare", "pc41", "pc411", "pcbare", "dl385", "x3650"}
 
 // derived hosts are built from another host's tree: pombare is the POM host
-// before POM was installed (its own tree adds only the help library zip).
+// before POM was installed, with no POM database yet (its own tree adds
+// only the help library zip).
 var derived = map[string]struct {
 	base   string
 	remove []string
 }{
-	"pombare": {base: "pom", remove: []string{"opt/Avaya/avpom"}},
+	"pombare": {base: "pom", remove: []string{"opt/Avaya/avpom", "var/lib/sim/pomdb"}},
 }
 
 // Setup copies the simulated POM 3.1.1 host into dir and signs its media.
@@ -128,7 +130,7 @@ func SignMedia(iso string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(iso+".sha256.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(iso+".sha256.crt", certFile(der), 0o644); err != nil {
 		return err
 	}
 	sum, err := fileSHA256(iso)
@@ -141,6 +143,27 @@ func SignMedia(iso string) error {
 		return err
 	}
 	return os.WriteFile(iso+".sha256.sig", sig, 0o644)
+}
+
+// CertSize is the size of the certificate the release notes' file list
+// ships next to the ISO.
+const CertSize = 5459
+
+// certFile is the certificate as PEM after a text part, as "openssl x509
+// -text" writes one, filled out to the file list's size: PEM readers (Go's
+// and openssl's) skip what comes before the block.
+func certFile(der []byte) []byte {
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	head := "Certificate:\n    Simulated File Signing Authority (test only), text part filled out to the file list's size\n"
+	fill := CertSize - len(head) - len(block)
+	if fill < 1 {
+		return append([]byte(head), block...)
+	}
+	pad := strings.Repeat(strings.Repeat(".", 63)+"\n", fill/64) + strings.Repeat(".", fill%64)
+	if fill%64 > 0 {
+		pad = pad[:len(pad)-1] + "\n"
+	}
+	return append([]byte(head+pad), block...)
 }
 
 func fileSHA256(path string) (string, error) {
