@@ -35,6 +35,13 @@ type jobRun struct {
 	prepare func() error
 }
 
+// JobRoom is the free space upgrader asks for in the filesystem of its jobs
+// directory before it starts a job: room for the job's log and the record
+// of its end. A command whose log cannot be written may die half-way (a
+// vendor installer among them), and an end that cannot be recorded is
+// lost: the step would then fail as interrupted. Upgrader's own margin.
+const JobRoom = 8 << 20
+
 func savedJobKey(name string) string {
 	if name == "" {
 		return "job"
@@ -109,6 +116,11 @@ func (h *Host) runJob(ctx context.Context, sc orchestrator.StepContext, j jobRun
 		if err := j.prepare(); err != nil {
 			return err
 		}
+	}
+	if free, at, ok := FreeBytesAt(string(dir)); ok && free < JobRoom {
+		return fmt.Errorf("%s not started: no space left for its log and the record of its end: %s has %s free, "+
+			"upgrader keeps %s free there for a job (its own margin); free space, then upgrader retry",
+			j.what, at, orchestrator.BytesText(free), orchestrator.BytesText(JobRoom))
 	}
 	prefix := sc.RunID + "-" + sc.Spec.ID
 	if j.name != "" {
