@@ -39,6 +39,8 @@ const (
 	plenty   = "53687091200" // 50 GiB free
 	pomISO   = "/media/POM.03.01.01.01.00.003-r35434-x86_64.iso"
 	dmiModel = "/sys/class/dmi/id/product_name"
+	// bareHelpZipSize is the size of testdata/simhost/pombare/root/media/UsingPOM.zip.
+	bareHelpZipSize = 541
 )
 
 // goldenFacts are the facts of each simulated host as steps.GatherFacts
@@ -65,6 +67,19 @@ func goldenFacts(host string, prof profile.Profile) orchestrator.Facts {
 		}
 		f[orchestrator.FactMediaSize] = orchestrator.Fact{Value: strconv.FormatInt(prof.Media.Size, 10), Source: pomISO}
 		f[orchestrator.FactMediaSigned] = orchestrator.Fact{Value: "true", Source: pomISO + ".sha256.{crt,sig}"}
+		f[orchestrator.FactMediaCrtSize] = orchestrator.Fact{Value: strconv.Itoa(simhost.CertSize), Source: pomISO + ".sha256.crt"}
+		f[orchestrator.FactMediaSigSize] = orchestrator.Fact{Value: "256", Source: pomISO + ".sha256.sig"}
+		for _, name := range orchestrator.POMMediaFiles() {
+			f[orchestrator.MediaFileFact(name)] = orchestrator.Fact{Value: "-1", Source: "/media/" + name}
+		}
+		// The POM host has its database; the bare one has none yet, and
+		// the help library's zip.
+		exists := "true"
+		if version == "" {
+			exists = "false"
+			f[orchestrator.MediaFileFact("UsingPOM.zip")] = orchestrator.Fact{Value: strconv.FormatInt(bareHelpZipSize, 10), Source: "/media/UsingPOM.zip"}
+		}
+		f[orchestrator.FactDBExists] = orchestrator.Fact{Value: exists, Source: "psql localhost:5432/pom", Volatile: true}
 	}
 	pc := func(model, version, components string) {
 		f[orchestrator.FactHostModel] = orchestrator.Fact{Value: model, Source: dmiModel}
@@ -106,6 +121,8 @@ var goldenCases = []goldenCase{
 	{name: "pc-upgrade-4.1.1-with-supervisor", host: "pc411", with: []string{"supervisor"}},
 	{name: "pc-upgrade-with-unknown-component-blocked", host: "pc41", with: []string{"pdc"}},
 	{name: "pc-upgrade-install-space-blocked", host: "pc41", assume: []string{"disk.free.install=1048576"}},
+	{name: "pc-upgrade-from-4.1.0.5-read-as-4.1", host: "pc41", assume: []string{"pc.version=4.1.0.5"}},
+	{name: "pc-upgrade-from-4.1.2.1-nothing-to-do", host: "pc41", assume: []string{"pc.version=4.1.2.1"}},
 
 	// pc-4.1.2-install: a bare server.
 	{name: "pc-install-bare", host: "pcbare"},
@@ -121,6 +138,9 @@ var goldenCases = []goldenCase{
 	{name: "pc-migrate-from-4.0-blocked", host: "dl385", assume: []string{"pc.version=4.0"}},
 	{name: "pc-migrate-from-4.1.2-blocked", host: "dl385", assume: []string{"pc.version=4.1.2"}},
 	{name: "pc-migrate-from-5.0-blocked", host: "dl385", assume: []string{"pc.version=5.0"}},
+	{name: "pc-migrate-from-4.1.2-overridden", host: "dl385", assume: []string{"pc.version=4.1.2"},
+		override: map[string]string{"pc-migration-from-4.1.2": "moving a 4.1.2 system to new hardware"}},
+	{name: "pc-migrate-dl385-g5p-blocked", host: "dl385", assume: []string{"host.model=ProLiant DL385 G5p"}},
 	{name: "pc-migrate-backup-space-blocked", host: "dl385", assume: []string{"disk.free.backup=1048576"}},
 	{name: "pc-migrate-on-x3650-blocked", host: "x3650"},
 	{name: "pc-migrate-on-x3650-overridden", host: "x3650", assume: []string{"pc.version=4.1"},
@@ -162,6 +182,21 @@ var goldenCases = []goldenCase{
 	}},
 	{name: "pom-upgrade-override-safety-rule-blocked", host: "pom", assume: []string{"pom.version=3.1.0"},
 		override: map[string]string{"pom-upgrade-from-3.1.1-only": "customer insists"}},
+	{name: "pom-upgrade-with-pdc-and-help-library", host: "pom", with: []string{"pdc", "help-library"},
+		assume: []string{"media.file.UsingPOM.zip=541"}},
+	{name: "pom-upgrade-with-unknown-option-blocked", host: "pom", with: []string{"bogus"}},
+	{name: "pom-upgrade-help-library-zip-missing-blocked", host: "pom", with: []string{"help-library"}},
+	{name: "pom-upgrade-no-mpps-listed-blocked", host: "pom", profile: func(p *profile.Profile) { p.MPPs = nil }},
+	{name: "pom-upgrade-no-mpps-listed-overridden", host: "pom", profile: func(p *profile.Profile) { p.MPPs = nil },
+		override: map[string]string{"mpp-none-listed": "sizes set by hand on both MPPs"}},
+	{name: "pom-upgrade-mpp-on-another-server", host: "pom", profile: func(p *profile.Profile) { p.MPPs[1].Host = "mpp2.site.example" }},
+	{name: "pom-upgrade-ep-7.2.0-with-only-7.2.1-patch-blocked", host: "pom", assume: []string{"ep.mpp_patch=7.2.1.0.0622"}},
+	{name: "pom-upgrade-ep-7.2.0-later-patch", host: "pom", assume: []string{"ep.mpp_patch=7.2.0.0.1300"}},
+	{name: "pom-upgrade-ep-7.2.1-with-7.3-patch-blocked", host: "pom", assume: []string{"ep.version=7.2.1", "ep.mpp_patch=7.3.0.0.0100"}},
+	{name: "pom-upgrade-ep-7.2.2-not-named", host: "pom", assume: []string{"ep.version=7.2.2", "ep.mpp_patch=7.2.1.0.0622"}},
+	{name: "pom-upgrade-database-not-found-blocked", host: "pom", assume: []string{"db.exists=false"}},
+	{name: "pom-upgrade-signature-files-of-other-sizes", host: "pom", assume: []string{"media.iso.crt.size=1318", "media.iso.sig.size=512"}},
+	{name: "pom-upgrade-listed-file-short", host: "pom", assume: []string{"media.file.POMPDC_311.zip=1000000"}},
 
 	// pom-3.1.1-sp1-install: a server with EP and no POM yet.
 	{name: "pom-install-bare", host: "pombare"},
@@ -170,6 +205,10 @@ var goldenCases = []goldenCase{
 	{name: "pom-install-media-absent-blocked", host: "pombare", assume: []string{"media.iso.size=-1"}},
 	{name: "pom-install-over-3.1.1-blocked", host: "pombare", assume: []string{"pom.version=3.1.1"}},
 	{name: "pom-install-with-unknown-option-blocked", host: "pombare", with: []string{"supervisor"}},
+	{name: "pom-install-over-existing-database", host: "pombare", assume: []string{"db.exists=true", "db.size=104857600"}},
+	{name: "pom-install-database-unknown", host: "pombare", assume: []string{"db.exists=unknown"}},
+	{name: "pom-install-oracle-database-exists", host: "pombare", assume: []string{"db.exists=true"},
+		profile: func(p *profile.Profile) { p.DB.Kind = "oracle" }},
 }
 
 // goldenPlan builds a case's plan in process, as 'upgrader plan' would,
@@ -345,6 +384,29 @@ func TestGoldenFactsMatchSimulatedHosts(t *testing.T) {
 		}
 		if got, want := facts[orchestrator.FactComponents].Value, strings.Join(installed, ","); got != want {
 			t.Errorf("%s: golden components %q, the simulated host has %q", host, got, want)
+		}
+		if v, ok := facts.Get(orchestrator.FactDBExists); ok && (v == "true") != (read(host, "var/lib/sim/pomdb/tables.sql") != "") {
+			t.Errorf("%s: golden db.exists %q is not the simulated host's", host, v)
+		}
+		for _, name := range append(orchestrator.POMMediaFiles(), simhost.ISOName+".sha256.crt", simhost.ISOName+".sha256.sig") {
+			key := orchestrator.MediaFileFact(name)
+			switch name {
+			case simhost.ISOName + ".sha256.crt":
+				key = orchestrator.FactMediaCrtSize
+			case simhost.ISOName + ".sha256.sig":
+				key = orchestrator.FactMediaSigSize
+			}
+			v, ok := facts.Get(key)
+			if !ok {
+				continue
+			}
+			size := "-1"
+			if st, err := os.Stat(filepath.Join(roots[host], "media", name)); err == nil {
+				size = strconv.FormatInt(st.Size(), 10)
+			}
+			if v != size {
+				t.Errorf("%s: golden %s = %s, the simulated host's file is %s bytes", host, key, v, size)
+			}
 		}
 	}
 	if !slices.ContainsFunc(goldenCases, func(c goldenCase) bool { return c.host == "pombare" }) {

@@ -148,6 +148,27 @@ func refText(r orchestrator.Ref) string {
 	return strings.Join(parts, " · ")
 }
 
+// citedText names the sections refs cite, grouped by document:
+// `Doc "A", "B"; Other "C"`.
+func citedText(refs []orchestrator.Ref) string {
+	var docs []string
+	sections := map[string][]string{}
+	for _, r := range refs {
+		if r.Document == "" {
+			continue
+		}
+		if _, ok := sections[r.Document]; !ok {
+			docs = append(docs, r.Document)
+		}
+		sections[r.Document] = append(sections[r.Document], "\""+r.Section+"\"")
+	}
+	parts := make([]string, len(docs))
+	for i, d := range docs {
+		parts[i] = d + " " + strings.Join(sections[d], ", ")
+	}
+	return strings.Join(parts, "; ")
+}
+
 // sourceLabel is the step table's short mark of whose rule a step is.
 func sourceLabel(src orchestrator.Source) string {
 	if src == orchestrator.SourceUpgrader {
@@ -487,17 +508,27 @@ func printDowntime(w io.Writer, p orchestrator.Plan) {
 			hang(w, "  ", fmt.Sprintf("No step stops %s%s.", product, on))
 			continue
 		}
-		from, to := down[0], down[len(down)-1]
-		if len(servers) == 1 && p.Outage != nil {
-			// The plan's own outage window.
-			from, to = p.StepIndex(p.Outage.From), p.StepIndex(p.Outage.To)
+		// Each stretch of consecutive steps is one time the product is
+		// down: an upgrade with the help library stops it twice.
+		var spans []string
+		for i := 0; i < len(down); {
+			j := i
+			for j+1 < len(down) && down[j+1] == down[j]+1 {
+				j++
+			}
+			from, to := down[i], down[j]
+			if from == to {
+				spans = append(spans, fmt.Sprintf("during step %d (%s)", from+1, p.Steps[from].ID))
+			} else {
+				spans = append(spans, fmt.Sprintf("from step %d (%s) to step %d (%s)", from+1, p.Steps[from].ID, to+1, p.Steps[to].ID))
+			}
+			i = j + 1
 		}
-		if from == to {
-			hang(w, "  ", fmt.Sprintf("%s is stopped%s during step %d (%s) only.", product, on, from+1, p.Steps[from].ID))
+		if len(down) == 1 {
+			hang(w, "  ", fmt.Sprintf("%s is stopped%s %s only.", product, on, spans[0]))
 			continue
 		}
-		hang(w, "  ", fmt.Sprintf("%s is stopped%s from step %d (%s) to step %d (%s).",
-			product, on, from+1, p.Steps[from].ID, to+1, p.Steps[to].ID))
+		hang(w, "  ", fmt.Sprintf("%s is stopped%s %s.", product, on, strings.Join(spans, ", and ")))
 		hang(w, "  ", "Steps that run with it stopped: "+stepRanges(down)+".")
 	}
 }
@@ -621,13 +652,7 @@ func printStepExplain(w io.Writer, p orchestrator.Plan, i int) {
 	if s.Source == orchestrator.SourceUpgrader {
 		row("source", oursText(s.Rationale))
 	} else {
-		var cited []string
-		for _, r := range s.Refs {
-			if r.Document != "" {
-				cited = append(cited, r.Document+" \""+r.Section+"\"")
-			}
-		}
-		row("source", "the vendor's: "+strings.Join(cited, "; "))
+		row("source", "the vendor's: "+citedText(s.Refs))
 	}
 	refs := make([]string, len(s.Refs))
 	for j, r := range s.Refs {
