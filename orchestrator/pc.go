@@ -358,7 +358,7 @@ func normalModel(s string) string {
 }
 
 // IsMigrationSource reports whether a DMI product name is an HP DL385
-// G2 or G5.
+// G2 or G5, exactly once normalModel has set its writing aside.
 func IsMigrationSource(model string) bool {
 	for _, m := range migrateSourceModels {
 		if normalModel(model) == normalModel(m) {
@@ -368,7 +368,8 @@ func IsMigrationSource(model string) bool {
 	return false
 }
 
-// IsMigrationTarget reports whether a DMI product name is an IBM x3650 M2.
+// IsMigrationTarget reports whether a DMI product name is an IBM x3650 M2,
+// compared as IsMigrationSource compares.
 func IsMigrationTarget(model string) bool {
 	return model != "" && normalModel(model) == normalModel(migrateTargetModel)
 }
