@@ -38,7 +38,9 @@ type Profile struct {
 	POM              POM        `yaml:"pom" json:"pom"`
 	PC               PC         `yaml:"pc" json:"pc"`
 	EP               EP         `yaml:"ep" json:"ep"`
-	MPPs             []MPP      `yaml:"mpps" json:"mpps"`
+	// SSH says how upgrader logs in to the MPPs on other servers.
+	SSH   SSH   `yaml:"ssh" json:"ssh,omitzero"`
+	MPPs  []MPP `yaml:"mpps" json:"mpps"`
 	Media            Media      `yaml:"media" json:"media"`
 	DB               DB         `yaml:"db" json:"db"`
 }
@@ -99,9 +101,85 @@ type EP struct {
 
 // MPP is one Media Processing Platform and its configuration file.
 type MPP struct {
-	Name   string `yaml:"name" json:"name"`
-	Host   string `yaml:"host" json:"host"`
+	Name string `yaml:"name" json:"name"`
+	// Host is the MPP's server: empty, localhost or this server's name
+	// for this server (its files are this server's); any other name or
+	// address is reached over SSH (see SSH).
+	Host string `yaml:"host" json:"host"`
+	// Port and User override ssh.port and ssh.user for this MPP.
+	Port int    `yaml:"port" json:"port,omitempty"`
+	User string `yaml:"user" json:"user,omitempty"`
+	// Config is the mppconfig.xml's path on the MPP's server.
 	Config string `yaml:"config" json:"config"`
+	// Version reads the MPP's installed patch level (e.g. 7.2.0.0.1202)
+	// on the MPP's server: a file there, or a command run there. Without
+	// it the plan takes ep.mpp_patch as the profile states it.
+	Version VersionSource `yaml:"version" json:"version,omitzero"`
+}
+
+// SSH says how upgrader logs in to other servers: by key only (a key file,
+// or ssh-agent through SSH_AUTH_SOCK), trusting only the host keys of the
+// known_hosts file. Paths are this server's. No password is ever taken.
+type SSH struct {
+	// User logs in (default root); an MPP's user overrides it.
+	User string `yaml:"user" json:"user,omitempty"`
+	// KeyFile is an unencrypted private key, readable by root only.
+	KeyFile string `yaml:"key_file" json:"key_file,omitempty"`
+	// KnownHosts lists the trusted host keys (default
+	// /root/.ssh/known_hosts).
+	KnownHosts string `yaml:"known_hosts" json:"known_hosts,omitempty"`
+	Port       int    `yaml:"port" json:"port,omitempty"`
+	// ConnectTimeout bounds a connection's opening and login, Timeout
+	// each operation on it (Go durations; defaults 15s and 60s).
+	ConnectTimeout string `yaml:"connect_timeout" json:"connect_timeout,omitempty"`
+	Timeout        string `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// DefaultKnownHosts is root's own known_hosts, what ssh reads.
+const DefaultKnownHosts = "/root/.ssh/known_hosts"
+
+// OnThisServer says whether the MPP's files are this server's: its host
+// is empty, localhost (or a loopback address that means it) or thisHost,
+// this server's name.
+func (m MPP) OnThisServer(thisHost string) bool {
+	switch strings.ToLower(m.Host) {
+	case "", "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return thisHost != "" && strings.EqualFold(m.Host, thisHost)
+}
+
+// SSHTarget is where and as whom the MPP's server is reached.
+func (p Profile) SSHTarget(m MPP) (host string, port int, user string) {
+	port, user = m.Port, m.User
+	if port == 0 {
+		port = p.SSH.Port
+	}
+	if port == 0 {
+		port = 22
+	}
+	if user == "" {
+		user = p.SSH.User
+	}
+	if user == "" {
+		user = "root"
+	}
+	return m.Host, port, user
+}
+
+// KnownHostsPath is the known_hosts file on this server, under Root.
+func (p Profile) KnownHostsPath() string {
+	if p.SSH.KnownHosts != "" {
+		return p.Path(p.SSH.KnownHosts)
+	}
+	return p.Path(DefaultKnownHosts)
+}
+
+// SSHTimeouts are ssh.connect_timeout and ssh.timeout, 0 when unset.
+func (p Profile) SSHTimeouts() (connect, op time.Duration) {
+	connect, _ = time.ParseDuration(p.SSH.ConnectTimeout)
+	op, _ = time.ParseDuration(p.SSH.Timeout)
+	return connect, op
 }
 
 // Media locates the installation media and what proves it.
@@ -159,6 +237,14 @@ func Decode(data []byte, baseDir string) (Profile, error) {
 	if len(data) > MaxProfileSize {
 		return p, fmt.Errorf("profile is %d bytes, more than the %d a site profile may have: is it the right file?", len(data), MaxProfileSize)
 	}
+	// A password for SSH gets its own refusal, before the generic one
+	// for an unknown key: it says what to do instead.
+	var tree yaml.Node
+	if yaml.Unmarshal(data, &tree) == nil {
+		if err := refuseSSHPasswords(&tree); err != nil {
+			return p, err
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {
@@ -202,6 +288,11 @@ func (p Profile) validate(doc *yaml.Node) error {
 		}
 	}
 	sources := map[string]VersionSource{"pom.version": p.POM.Version}
+	for i, m := range p.MPPs {
+		if m.Version.File != "" || len(m.Version.Command) > 0 || m.Version.Pattern != "" {
+			sources[fmt.Sprintf("mpps[%d].version", i)] = m.Version
+		}
+	}
 	for name, src := range p.PC.Products {
 		if !slices.Contains(PCProducts, name) {
 			bad("pc.products.%s: not a PC product; use %s", name, strings.Join(PCProducts, ", "))
@@ -239,11 +330,7 @@ func (p Profile) validate(doc *yaml.Node) error {
 			bad("media.sha256 must be 64 hex digits")
 		}
 	}
-	for i, m := range p.MPPs {
-		if m.Name == "" || m.Config == "" {
-			bad("mpps[%d] needs a name and a config path", i)
-		}
-	}
+	errs = append(errs, p.checkSSH()...)
 	for _, f := range []struct{ name, path string }{
 		{"db.dump_command", p.DB.DumpCommand}, {"db.restore_command", p.DB.RestoreCommand}, {"db.psql_command", p.DB.PSQLCommand},
 	} {

@@ -213,3 +213,124 @@ func TestDecodeRequireValidCertificate(t *testing.T) {
 		t.Errorf("a non-boolean: %v, want an error naming line 2", err)
 	}
 }
+
+const remoteMPPs = `site: a
+ssh:
+  user: avaya
+  key_file: /etc/upgrader/id_ed25519
+  known_hosts: /etc/upgrader/known_hosts
+  port: 2222
+  connect_timeout: 5s
+  timeout: 30s
+mpps:
+  - name: mpp1
+    host: localhost
+    config: /opt/Avaya/ExperiencePortal/MPP/config/mppconfig.xml
+  - name: mpp2
+    host: mpp2.example.com
+    config: /opt/Avaya/ExperiencePortal/MPP/config/mppconfig.xml
+    version:
+      file: /opt/Avaya/ExperiencePortal/MPP/config/mpp.version
+      pattern: 'Patch=(\S+)'
+  - name: mpp3
+    host: 10.1.2.3
+    port: 22
+    user: root
+    config: /opt/Avaya/ExperiencePortal/MPP/config/mppconfig.xml
+    version:
+      command: [/opt/Avaya/ExperiencePortal/MPP/bin/getversion, --patch]
+      pattern: '(\d+(?:\.\d+)+)'
+`
+
+func TestDecodeRemoteMPPs(t *testing.T) {
+	p, err := profile.Decode([]byte(remoteMPPs), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		host  string
+		port  int
+		user  string
+		local bool
+	}{{"localhost", 2222, "avaya", true}, {"mpp2.example.com", 2222, "avaya", false}, {"10.1.2.3", 22, "root", false}} {
+		host, port, user := p.SSHTarget(p.MPPs[i])
+		if host != want.host || port != want.port || user != want.user || p.MPPs[i].OnThisServer("pom1") != want.local {
+			t.Errorf("mpps[%d]: %s:%d as %s, this server %v; want %+v", i, host, port, user, p.MPPs[i].OnThisServer("pom1"), want)
+		}
+	}
+	if connect, op := p.SSHTimeouts(); connect.String() != "5s" || op.String() != "30s" {
+		t.Errorf("timeouts %s %s", connect, op)
+	}
+	if p.KnownHostsPath() != "/etc/upgrader/known_hosts" || (profile.Profile{Root: "/srv/sim"}).KnownHostsPath() != "/srv/sim/root/.ssh/known_hosts" {
+		t.Errorf("known_hosts %q", p.KnownHostsPath())
+	}
+	// This server by its name, empty, localhost; defaults 22 and root.
+	for _, h := range []string{"", "localhost", "LOCALHOST", "::1", "pom1", "POM1"} {
+		if !(profile.MPP{Host: h}).OnThisServer("pom1") {
+			t.Errorf("host %q is not this server", h)
+		}
+	}
+	for _, h := range []string{"127.0.0.2", "pom2", "pom1.example"} {
+		if (profile.MPP{Host: h}).OnThisServer("pom1") {
+			t.Errorf("host %q is this server", h)
+		}
+	}
+	if _, port, user := (profile.Profile{}).SSHTarget(profile.MPP{Host: "x"}); port != 22 || user != "root" {
+		t.Errorf("defaults %d %s", port, user)
+	}
+	// A profile without the new keys keeps its digest's form: an ssh
+	// section changes it.
+	bare, _ := profile.Decode([]byte("site: a\n"), t.TempDir())
+	withSSH, _ := profile.Decode([]byte("site: a\nssh:\n  user: avaya\n"), t.TempDir())
+	if bare.Digest() == withSSH.Digest() {
+		t.Error("ssh.user does not enter the digest")
+	}
+}
+
+// TestDecodeSSHRefusals: passwords in any form, hosts that could be read
+// as ssh options, and names that could escape a file name are refused,
+// each naming its key.
+func TestDecodeSSHRefusals(t *testing.T) {
+	mpp := "mpps:\n  - name: mpp1\n    host: mpp1.example\n    config: /opt/mppconfig.xml\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"ssh password", "ssh:\n  user: root\n  password: hunter2\n", []string{"line 3", "ssh.password", "no password", "ssh.key_file"}},
+		{"ssh passphrase", "ssh:\n  key_file: /k\n  key_passphrase: x\n", []string{"ssh.key_passphrase", "ssh-agent"}},
+		{"mpp password", mpp + "    password: x\n", []string{"line 5", "mpps[0].password"}},
+		{"mpp secret in version", mpp + "    version:\n      secret: x\n", []string{"mpps[0].version.secret"}},
+		{"ssh pwd", "ssh:\n  PWD: x\n", []string{"ssh.PWD"}},
+		{"host as an option", "mpps:\n  - name: m\n    host: -oProxyCommand=sh\n    config: /x\n", []string{"mpps[0].host", "neither a host name"}},
+		{"host with a user", "mpps:\n  - name: m\n    host: root@mpp1\n    config: /x\n", []string{"mpps[0].host"}},
+		{"name with a slash", "mpps:\n  - name: ../m\n    config: /x\n", []string{"mpps[0].name"}},
+		{"same name twice", mpp + "  - name: mpp1\n    host: mpp9\n    config: /x\n", []string{"mpps[1].name", "mpps[0]'s too"}},
+		{"same file twice", mpp + "  - name: mpp2\n    host: MPP1.example\n    config: /opt//mppconfig.xml\n", []string{"mpps[1] and mpps[0] name the same file"}},
+		{"relative config", "mpps:\n  - name: m\n    host: h\n    config: opt/mppconfig.xml\n", []string{"mpps[0].config", "absolute"}},
+		{"bad port", mpp + "    port: 70000\n", []string{"mpps[0].port 70000"}},
+		{"bad ssh port", "ssh:\n  port: -1\n", []string{"ssh.port -1"}},
+		{"bad user", "ssh:\n  user: 'root; id'\n", []string{"ssh.user"}},
+		{"relative key file", "ssh:\n  key_file: id_rsa\n", []string{"ssh.key_file", "absolute"}},
+		{"relative known_hosts", "ssh:\n  known_hosts: kh\n", []string{"ssh.known_hosts", "absolute"}},
+		{"bad timeout", "ssh:\n  timeout: soon\n", []string{"ssh.timeout"}},
+		{"zero connect timeout", "ssh:\n  connect_timeout: 0s\n", []string{"ssh.connect_timeout"}},
+		{"version without a group", mpp + "    version:\n      file: /v\n      pattern: 'x'\n", []string{"mpps[0].version.pattern"}},
+		{"version command relative", mpp + "    version:\n      command: [getversion]\n      pattern: '(x)'\n", []string{`"getversion"`, "absolute path"}},
+		{"version file relative", mpp + "    version:\n      file: v.txt\n      pattern: '(x)'\n", []string{"mpps[0].version.file"}},
+		{"unknown ssh key", "ssh:\n  identity: /k\n", []string{"line 2", "identity"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := profile.Decode([]byte(tt.yaml), t.TempDir())
+			if err == nil {
+				t.Fatalf("Decode accepted:\n%s", tt.yaml)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+		})
+	}
+}

@@ -456,7 +456,8 @@ func TestRedactedProfileCommands(t *testing.T) {
 	for name, argv := range forms {
 		t.Run(name, func(t *testing.T) {
 			p := profile.Profile{Site: "s", DB: profile.DB{Kind: "oracle", BackupCommand: argv}, POM: profile.POM{Installer: argv},
-				PC: profile.PC{Installers: map[string][]string{"dialer-4.1.2": argv}, Backup: argv}}
+				PC:   profile.PC{Installers: map[string][]string{"dialer-4.1.2": argv}, Backup: argv},
+				MPPs: []profile.MPP{{Name: "mpp2", Host: "mpp2.example", Config: "/x", Version: profile.VersionSource{Command: argv}}}}
 			red, err := RedactedProfile(p, "/etc/upgrader/site.yaml")
 			if err != nil {
 				t.Fatal(err)

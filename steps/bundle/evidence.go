@@ -44,6 +44,12 @@ func RedactedProfile(p profile.Profile, path string) ([]byte, error) {
 		products[k] = v
 	}
 	p.PC.Installers, p.PC.Products = installers, products
+	mpps := make([]profile.MPP, len(p.MPPs))
+	for i, m := range p.MPPs {
+		m.Version.Command = redactArgv(m.Version.Command)
+		mpps[i] = m
+	}
+	p.MPPs = mpps
 	var doc yaml.Node
 	if err := doc.Encode(p); err != nil {
 		return nil, err
