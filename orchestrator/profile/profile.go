@@ -41,8 +41,8 @@ type Profile struct {
 	// SSH says how upgrader logs in to the MPPs on other servers.
 	SSH   SSH   `yaml:"ssh" json:"ssh,omitzero"`
 	MPPs  []MPP `yaml:"mpps" json:"mpps"`
-	Media            Media      `yaml:"media" json:"media"`
-	DB               DB         `yaml:"db" json:"db"`
+	Media Media `yaml:"media" json:"media"`
+	DB    DB    `yaml:"db" json:"db"`
 }
 
 // POM says where Proactive Outreach Manager lives and how to upgrade it.
