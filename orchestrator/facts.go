@@ -77,6 +77,49 @@ var factKinds = map[string]string{
 	FactDBPasswordFileMode: "mode",
 }
 
+// What is read on each MPP, under the key MPPFact(name, what).
+const (
+	// MPPReachable is "true" when upgrader logged in to the MPP's server
+	// (always, for an MPP on this server), "false" when it could not.
+	MPPReachable = "reachable"
+	// MPPError says why the MPP's server could not be reached.
+	MPPError = "error"
+	// MPPConfigError says why its mppconfig.xml could not be read.
+	MPPConfigError = "config_error"
+	// MPPPatch is the patch level read on the MPP (mpps[].version).
+	MPPPatch = "patch"
+	// MPPPatchError says why the patch level could not be read.
+	MPPPatchError = "patch_error"
+	// MPPFactRuntimeSize and MPPFactContextSize are the current ccxml.jsi values
+	// in its mppconfig.xml; absent when the parameter is.
+	MPPFactRuntimeSize = "runtimesize"
+	MPPFactContextSize = "contextsize"
+)
+
+// mppFactKinds says how each MPP fact's value is checked.
+var mppFactKinds = map[string]string{
+	MPPReachable: "bool", MPPError: "text", MPPConfigError: "text", MPPPatch: "version", MPPPatchError: "text",
+	MPPFactRuntimeSize: "text", MPPFactContextSize: "text",
+}
+
+// MPPFact is the key of a fact read on the MPP named name.
+func MPPFact(name, what string) string { return "mpp." + name + "." + what }
+
+// factKind is how a key's value is checked, and whether the key is known:
+// the fixed keys, and mpp.NAME.WHAT for any MPP name.
+func factKind(key string) (string, bool) {
+	if kind, ok := factKinds[key]; ok {
+		return kind, true
+	}
+	if rest, ok := strings.CutPrefix(key, "mpp."); ok {
+		if i := strings.LastIndexByte(rest, '.'); i > 0 {
+			kind, ok := mppFactKinds[rest[i+1:]]
+			return kind, ok
+		}
+	}
+	return "", false
+}
+
 // MediaFileFact is the fact key of a file's size in media.dir (bytes, -1
 // when absent), for each of POMMediaFiles.
 func MediaFileFact(name string) string { return "media.file." + name }
@@ -109,11 +152,15 @@ func (f Facts) List(key string) []string {
 	return out
 }
 
-// FactKeys lists every key --assume accepts, sorted.
+// FactKeys lists every key --assume accepts, sorted; the facts of each
+// MPP appear as mpp.NAME.WHAT.
 func FactKeys() []string {
-	keys := make([]string, 0, len(factKinds))
+	keys := make([]string, 0, len(factKinds)+len(mppFactKinds))
 	for k := range factKinds {
 		keys = append(keys, k)
+	}
+	for what := range mppFactKinds {
+		keys = append(keys, MPPFact("NAME", what))
 	}
 	sort.Strings(keys)
 	return keys
@@ -128,7 +175,7 @@ func ParseAssumptions(args []string) (map[string]string, error) {
 		if !ok || key == "" {
 			return nil, fmt.Errorf("--assume %q: expected key=value, e.g. pom.version=3.1.0", a)
 		}
-		kind, known := factKinds[key]
+		kind, known := factKind(key)
 		if !known {
 			return nil, fmt.Errorf("--assume %q: unknown fact %q; known facts: %s", a, key, strings.Join(FactKeys(), ", "))
 		}

@@ -81,6 +81,11 @@ func TestFactKeysAllAccepted(t *testing.T) {
 	for _, name := range orchestrator.POMMediaFiles() {
 		samples[orchestrator.MediaFileFact(name)] = "-1"
 	}
+	for what, v := range map[string]string{orchestrator.MPPReachable: "false", orchestrator.MPPError: "connection refused",
+		orchestrator.MPPConfigError: "missing", orchestrator.MPPPatch: "7.2.0.0.1202", orchestrator.MPPPatchError: "no match",
+		orchestrator.MPPFactRuntimeSize: "33554432", orchestrator.MPPFactContextSize: ""} {
+		samples[orchestrator.MPPFact("NAME", what)] = v
+	}
 	keys := orchestrator.FactKeys()
 	for i, k := range keys {
 		if i > 0 && keys[i-1] >= k {

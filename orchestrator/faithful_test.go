@@ -170,24 +170,140 @@ func TestRuleMPPSizesOnAllMPPs(t *testing.T) {
 		}
 	}
 
-	remote := buildPOMPlan(t, func(_ orchestrator.Facts, p *profile.Profile) {
+	// An MPP on its own server is changed over SSH once it was reached
+	// and its file read; the plan says where each MPP is.
+	remote := buildPOMPlan(t, func(f orchestrator.Facts, p *profile.Profile) {
 		p.MPPs[1].Host = "mpp2.site.example"
+		p.SSH.User, p.MPPs[1].Port = "avaya", 2222
+		f[orchestrator.MPPFact("mpp2", orchestrator.MPPReachable)] = orchestrator.Fact{Value: "true", Source: "ssh"}
 	})
+	runnable(t, remote)
 	local, _ := mustStep(t, remote, "mpp-config-mpp1")
 	other, _ := mustStep(t, remote, "mpp-config-mpp2")
-	if local.Kind != orchestrator.KindAuto || local.Action != "mpp-config" {
-		t.Errorf("the local MPP's step is %s/%s, want auto mpp-config", local.Kind, local.Action)
+	if local.Kind != orchestrator.KindAuto || local.Action != "mpp-config" || local.Params["host"] != "" {
+		t.Errorf("the local MPP's step is %s/%s host %q, want auto mpp-config here", local.Kind, local.Action, local.Params["host"])
 	}
-	if other.Kind != orchestrator.KindGate || other.Action != "gate" || !strings.Contains(other.Instructions, "mpp2.site.example") ||
-		!strings.Contains(other.Instructions, "33554432") || !strings.Contains(other.Instructions, "262144") {
-		t.Errorf("the other server's MPP step: kind %s action %s instructions %q, want an operator's gate there", other.Kind, other.Action, other.Instructions)
+	if other.Kind != orchestrator.KindAuto || other.Action != "mpp-config" || other.Params["host"] != "mpp2.site.example" ||
+		other.Params["port"] != "2222" || other.Params["user"] != "avaya" || !strings.Contains(other.Title, "avaya@mpp2.site.example:2222") {
+		t.Errorf("the other server's MPP step: %s/%s %q params %v, want mpp-config over SSH as avaya@mpp2.site.example:2222",
+			other.Kind, other.Action, other.Title, other.Params)
 	}
 	cites(t, other.ID, other.Source, other.Refs, "Required patches")
-	n, ok := findFinding(remote.Notes, "mpp-remote")
-	if !ok || !strings.Contains(n.Message, "mpp2") {
-		t.Fatalf("notes %v (%q), want mpp-remote naming mpp2", findingIDs(remote.Notes), n.Message)
+	n, ok := findFinding(remote.Notes, "mpp-where")
+	if !ok || !strings.Contains(n.Message, "lists 2") || !strings.Contains(n.Message, "mpp1 on this server") ||
+		!strings.Contains(n.Message, "mpp2 on avaya@mpp2.site.example:2222 (over SSH)") {
+		t.Fatalf("notes %v (%q), want mpp-where with each MPP where it is", findingIDs(remote.Notes), n.Message)
 	}
 	ours(t, n.ID, n.Source, n.Rationale, n.Refs)
+
+	// One that could not be reached (or not checked) holds the plan,
+	// naming it and what to do; overridden, its change is the operator's.
+	for _, tt := range []struct {
+		name, reachable, want string
+	}{{"unreachable", "false", "connection refused"}, {"not checked", "", "not checked"}} {
+		down := func(f orchestrator.Facts, p *profile.Profile) {
+			p.MPPs[1].Host = "mpp2.site.example"
+			if tt.reachable != "" {
+				f[orchestrator.MPPFact("mpp2", orchestrator.MPPReachable)] = orchestrator.Fact{Value: tt.reachable, Source: "ssh"}
+				f[orchestrator.MPPFact("mpp2", orchestrator.MPPError)] = orchestrator.Fact{Value: "ssh root@mpp2.site.example:22: connection refused", Source: "ssh"}
+			}
+		}
+		p := buildPOMPlan(t, down)
+		b, ok := findFinding(p.Blockers, "mpp-unreachable-mpp2")
+		if !ok || !strings.Contains(b.Message, "MPP mpp2 (root@mpp2.site.example:22)") || !strings.Contains(b.Message, tt.want) ||
+			!strings.Contains(b.Message, "--override mpp-unreachable-mpp2=REASON") || b.Skip != orchestrator.SkipWithReason {
+			t.Fatalf("%s: blockers %v (%q), want mpp-unreachable-mpp2 naming the MPP, where, why and the way through", tt.name, findingIDs(p.Blockers), b.Message)
+		}
+		ours(t, b.ID, b.Source, b.Rationale, b.Refs)
+		facts, prof := goodFacts(), simProfile()
+		down(facts, &prof)
+		by := mustPlan(t, orchestrator.PlanInput{Procedure: pomProc, Facts: facts, Profile: prof,
+			Options: orchestrator.Options{Overrides: map[string]string{"mpp-unreachable-mpp2": "changed by hand by the EP team"}}})
+		runnable(t, by)
+		gate, _ := mustStep(t, by, "mpp-config-mpp2")
+		if gate.Kind != orchestrator.KindGate || !strings.Contains(gate.Instructions, "mpp2.site.example") ||
+			!strings.Contains(gate.Instructions, "33554432") || !strings.Contains(gate.Instructions, "262144") {
+			t.Errorf("%s, overridden: %s %q, want the operator's gate there", tt.name, gate.Kind, gate.Instructions)
+		}
+	}
+	// A file that is not there is said before the window.
+	missing := buildPOMPlan(t, func(f orchestrator.Facts, _ *profile.Profile) {
+		f[orchestrator.MPPFact("mpp1", orchestrator.MPPConfigError)] = orchestrator.Fact{Value: "open /opt/x: no such file", Source: "t"}
+	})
+	if b, ok := findFinding(missing.Blockers, "mpp-config-unreadable-mpp1"); !ok || !strings.Contains(b.Message, "no such file") {
+		t.Errorf("blockers %v, want mpp-config-unreadable-mpp1", findingIDs(missing.Blockers))
+	}
+}
+
+// TestRuleMPPRestartIsOursAndOptIn: the release notes do not say whether
+// an MPP restarts after the change: the plan says so, and --with
+// mpp-restart adds upgrader's own gate after each MPP's change.
+func TestRuleMPPRestartIsOursAndOptIn(t *testing.T) {
+	p := buildPOMPlan(t)
+	n, ok := findFinding(p.Notes, "mpp-restart-unstated")
+	if !ok || !strings.Contains(n.Message, "--with mpp-restart") {
+		t.Fatalf("notes %v, want mpp-restart-unstated", findingIDs(p.Notes))
+	}
+	ours(t, n.ID, n.Source, n.Rationale, n.Refs)
+	facts, prof := goodFacts(), simProfile()
+	with := mustPlan(t, orchestrator.PlanInput{Procedure: pomProc, Facts: facts, Profile: prof,
+		Options: orchestrator.Options{With: []string{"mpp-restart"}}})
+	runnable(t, with)
+	ids := stepIDs(with)
+	i, j := slices.Index(ids, "mpp-config-mpp1"), slices.Index(ids, "mpp-config-mpp2")
+	if i < 0 || j < 0 || ids[i+1] != "mpp-restart-mpp1" || ids[j+1] != "mpp-restart-mpp2" {
+		t.Fatalf("steps %v, want each MPP's restart gate right after its change", ids)
+	}
+	g, _ := mustStep(t, with, "mpp-restart-mpp2")
+	if g.Kind != orchestrator.KindGate || g.Skip != orchestrator.SkipWithReason {
+		t.Errorf("restart gate %s skip %s", g.Kind, g.Skip)
+	}
+	ours(t, g.ID, g.Source, g.Rationale, g.Refs)
+}
+
+// TestRuleMPPPatchOnEachMPP: "Required patches" is each MPP's: a patch
+// read on an MPP is the one checked; an MPP without a version source has
+// the profile's word, and the plan says so.
+func TestRuleMPPPatchOnEachMPP(t *testing.T) {
+	read := func(patch1, patch2 string) func(orchestrator.Facts, *profile.Profile) {
+		return func(f orchestrator.Facts, p *profile.Profile) {
+			for i, patch := range []string{patch1, patch2} {
+				p.MPPs[i].Version = profile.VersionSource{File: "/opt/mpp.version", Pattern: "(.+)"}
+				f[orchestrator.MPPFact(p.MPPs[i].Name, orchestrator.MPPPatch)] = orchestrator.Fact{Value: patch, Source: "t"}
+			}
+		}
+	}
+	ok := buildPOMPlan(t, read("7.2.0.0.1202", "7.2.0.0.1202"))
+	runnable(t, ok)
+	if _, found := findFinding(ok.Notes, "mpp-patch-from-profile"); found {
+		t.Error("both patches read on the MPPs, yet the plan says the profile's")
+	}
+	// The profile says 1202, the MPP has an older one: the MPP decides.
+	old := buildPOMPlan(t, read("7.2.0.0.1202", "7.2.0.0.1100"))
+	b, found := findFinding(old.Blockers, "ep-mpp-patch-missing")
+	if !found || !strings.Contains(b.Message, "MPP mpp2 (this server): 7.2.0.0.1100 (read on the MPP)") || strings.Contains(b.Message, "mpp1") {
+		t.Fatalf("blockers %v (%q), want ep-mpp-patch-missing naming mpp2 and what was read on it", findingIDs(old.Blockers), b.Message)
+	}
+	cites(t, b.ID, b.Source, b.Refs, "Required patches")
+	later := buildPOMPlan(t, read("7.2.0.0.1300", "7.2.0.0.1202"))
+	if n, found := findFinding(later.Notes, "ep-mpp-patch-later"); !found || !strings.Contains(n.Message, "mpp1") {
+		t.Errorf("notes %v, want ep-mpp-patch-later naming mpp1", findingIDs(later.Notes))
+	}
+	// Not read: the profile's word, said as such.
+	p := buildPOMPlan(t)
+	n, found := findFinding(p.Notes, "mpp-patch-from-profile")
+	if !found || !strings.Contains(n.Message, "mpp1, mpp2") || !strings.Contains(n.Message, "not read from the MPP") {
+		t.Fatalf("notes %v (%q), want mpp-patch-from-profile", findingIDs(p.Notes), n.Message)
+	}
+	ours(t, n.ID, n.Source, n.Rationale, n.Refs)
+	// A version source that could not be read is not taken on trust.
+	bad := buildPOMPlan(t, func(f orchestrator.Facts, p *profile.Profile) {
+		p.MPPs[0].Version = profile.VersionSource{File: "/opt/mpp.version", Pattern: "(.+)"}
+		f[orchestrator.MPPFact("mpp1", orchestrator.MPPPatchError)] = orchestrator.Fact{Value: "/opt/mpp.version: no such file", Source: "t"}
+	})
+	if b, found := findFinding(bad.Blockers, "mpp-patch-unreadable-mpp1"); !found || !strings.Contains(b.Message, "no such file") {
+		t.Errorf("blockers %v, want mpp-patch-unreadable-mpp1", findingIDs(bad.Blockers))
+	}
 }
 
 // TestRuleBackupBeforeInstallWhenADatabaseExists: "installation or upgrade

@@ -14,7 +14,7 @@ import (
 
 // CatalogVersion changes whenever a procedure's steps or rules change, so a
 // run started by an older catalog is noticed on resume.
-const CatalogVersion = "2026.12-1"
+const CatalogVersion = "2026.12-2"
 
 // Severity ranks a preflight finding.
 type Severity string

@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"cmp"
 	"fmt"
 	"path"
 	"slices"
@@ -313,93 +312,6 @@ func verifyMediaStep(in PlanInput) StepSpec {
 	}
 }
 
-// staysOnEP720 says the release notes' mppconfig.xml change applies: POM
-// 3.1.x on EP 7.2 that will not move to 7.2.1.
-func staysOnEP720(in PlanInput) bool {
-	return onEP720(in) && !in.Profile.EP.MovingTo721
-}
-
-func onEP720(in PlanInput) bool {
-	raw, _ := in.Facts.Get(FactEPVersion)
-	ep, err := ParseVersion(raw)
-	return err == nil && ep.Base().Equal(ep720)
-}
-
-// localMPP says whether an MPP's configuration is on this server, the only
-// one whose files upgrader changes.
-func localMPP(in PlanInput, m profile.MPP) bool {
-	switch m.Host {
-	case "localhost", "127.0.0.1", "::1":
-		return true
-	case "":
-		return false // not said: upgrader will not assume this server
-	}
-	name, _ := in.Facts.Get(FactHostName)
-	return name != "" && strings.EqualFold(m.Host, name)
-}
-
-func mppConfigSteps(in PlanInput) []StepSpec {
-	if !staysOnEP720(in) {
-		return nil
-	}
-	var out []StepSpec
-	for _, m := range in.Profile.MPPs {
-		s := StepSpec{
-			ID: "mpp-config-" + m.Name, Title: "Set ccxml.jsi sizes in mppconfig.xml on MPP " + m.Name,
-			Kind: KindAuto, Action: "mpp-config", Skip: SkipWithReason,
-			Reason: "POM 3.1.x on EP 7.2 that stays on 7.2 sets both parameters on ALL MPPs, after a backup of the file",
-			Source: SourceVendor, Refs: pomRef(secRequiredPatches),
-			Params: map[string]string{"mpp": m.Name, "config": m.Config,
-				MPPRuntimeSizeParam: MPPRuntimeSize, MPPContextSizeParam: MPPContextSize},
-		}
-		if !localMPP(in, m) {
-			s.Kind, s.Action = KindGate, "gate"
-			s.Title += " (" + cmp.Or(m.Host, "its own server") + ", by hand)"
-			s.Params["host"] = m.Host
-			s.Instructions = fmt.Sprintf("On MPP %s (host %q): copy %s to a backup, then set <parameter name=\"%s\">%s</parameter> "+
-				"and <parameter name=\"%s\">%s</parameter> in it. Confirm when done.",
-				m.Name, m.Host, m.Config, MPPRuntimeSizeParam, MPPRuntimeSize, MPPContextSizeParam, MPPContextSize)
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// pomMPPFindings: the mppconfig.xml change is for ALL MPPs; where the plan
-// cannot make it, or leaves it out, it says so.
-func pomMPPFindings(in PlanInput, p *Plan) {
-	if onEP720(in) && in.Profile.EP.MovingTo721 {
-		p.Warnings = append(p.Warnings, Finding{ID: "ep-moving-to-7.2.1", Severity: SeverityWarning, Skip: SkipWithReason,
-			Source: SourceVendor, Refs: pomRef(secRequiredPatches),
-			Message: "the profile says the site moves to EP 7.2.1 (ep.moving_to_7_2_1), so this plan leaves the ccxml.jsi sizes of the MPPs " +
-				"as they are: the release notes spare only such sites that change. Upgrade EP to 7.2.1 with MPP patch 7.2.1.0.0622.tar.gz " +
-				"(download ID AAEP0000104)"})
-	}
-	if !staysOnEP720(in) {
-		return
-	}
-	if len(in.Profile.MPPs) == 0 {
-		p.Blockers = append(p.Blockers, Finding{ID: "mpp-none-listed", Severity: SeverityBlocker, Skip: SkipWithReason,
-			Source: SourceVendor, Refs: pomRef(secRequiredPatches),
-			Message: "POM 3.1.x on EP 7.2 that stays on 7.2 sets the ccxml.jsi sizes in mppconfig.xml on ALL MPPs, and the profile " +
-				"lists none: list every MPP under mpps (name, host, config), or --override mpp-none-listed=REASON once the sizes are set " +
-				"by hand on every MPP"})
-	}
-	var remote []string
-	for _, m := range in.Profile.MPPs {
-		if !localMPP(in, m) {
-			remote = append(remote, m.Name+" ("+cmp.Or(m.Host, "no host given")+")")
-		}
-	}
-	if len(remote) > 0 {
-		p.Notes = append(p.Notes, Finding{ID: "mpp-remote", Severity: SeverityNote, Skip: SkipNever,
-			Source: SourceUpgrader,
-			Rationale: "mppconfig.xml lives on each MPP; upgrader changes files on this server only, and a path here that looks the same " +
-				"is not the MPP's file",
-			Message: "MPP " + strings.Join(remote, ", ") + " is another server: its mpp-config step is the operator's, by hand there, then confirmed"})
-	}
-}
-
 // pomInstallerStep runs the SP1 ISO's installer; Probe reads the POM
 // version, so a finished install is never run twice.
 func pomInstallerStep(in PlanInput, id, title, reason string) StepSpec {
@@ -424,7 +336,7 @@ func dncImportGate(when string) StepSpec {
 
 // pomOptions are what --with adds to a POM procedure, in the document's
 // order: PDC, then the help library.
-var pomOptions = []string{"pdc", "help-library"}
+var pomOptions = []string{"pdc", "help-library", "mpp-restart"}
 
 // pomOptionFindings: an option the POM procedures do not offer is an
 // error; the help library needs its zip; its permissions are read as the
@@ -434,7 +346,7 @@ func pomOptionFindings(in PlanInput, p *Plan) {
 		if !slices.Contains(pomOptions, w) {
 			p.Blockers = append(p.Blockers, Finding{ID: "unknown-option", Severity: SeverityBlocker, Skip: SkipNever,
 				Source: SourceUpgrader, Rationale: "an option upgrader does not know would otherwise be ignored without a word",
-				Message: fmt.Sprintf("--with %s: the POM procedures offer pdc and help-library", w)})
+				Message: fmt.Sprintf("--with %s: the POM procedures offer pdc, help-library and mpp-restart", w)})
 		}
 	}
 	if !slices.Contains(in.Options.With, "help-library") {
@@ -572,31 +484,7 @@ func pomEPFindings(in PlanInput, p *Plan) {
 				"check the compatibility matrix (support.avaya.com/CompatibilityMatrix)", raw)})
 		return
 	}
-	need := epPatches[i]
-	patchRaw, _ := in.Facts.Get(FactEPMPPPatch)
-	patch, perr := ParseVersion(patchRaw)
-	switch {
-	case patchRaw == "" || perr != nil || !patch.Base().Equal(need.release) || patch.Compare(need.patch) < 0:
-		have := "none recorded"
-		switch {
-		case patchRaw == "":
-		case perr == nil && !patch.Base().Equal(need.release):
-			have = fmt.Sprintf("%s, a patch of EP %s, not of %s", patchRaw, patch.Base(), need.release)
-		default:
-			have = patchRaw
-		}
-		p.Blockers = append(p.Blockers, Finding{ID: "ep-mpp-patch-missing", Severity: SeverityBlocker, Skip: SkipNever,
-			Source: SourceVendor, Refs: pomRef(secRequiredPatches),
-			Message: fmt.Sprintf("Experience Portal %s needs MPP patch %s (download ID %s) on every MPP; installed: %s. "+
-				"Install the patch, then record it as ep.mpp_patch in the profile", raw, need.file, need.download, have)})
-	case patch.Compare(need.patch) > 0:
-		p.Notes = append(p.Notes, Finding{ID: "ep-mpp-patch-later", Severity: SeverityNote, Skip: SkipNever,
-			Source:    SourceUpgrader,
-			Rationale: "the release notes name one patch per EP release and say nothing of later ones",
-			Message: fmt.Sprintf("reading taken: MPP patch %s is later than the %s the release notes name for EP %s; upgrader "+
-				"counts a later patch of the same EP release as including it (the compatibility matrix has the last word)",
-				patchRaw, need.file, need.release)})
-	}
+	mppPatchFindings(in, p, raw, epPatches[i])
 	if ep.Base().Equal(ep720) {
 		for _, k := range []struct{ id, what string }{
 			{"EXPPORTAL-1960", "EP 7.2.0 MPP cannot clamp DTMF out of band unidirectionally"},

@@ -33,8 +33,9 @@ func TestRulePOMInstallSequence(t *testing.T) {
 		mpps []string
 	}{
 		{"EP 7.2.0 staying on 7.2", nil, []string{"mpp-config-mpp1", "mpp-config-mpp2"}},
-		{"EP 7.2 staying on 7.2, three MPPs", func(_ orchestrator.Facts, p *profile.Profile) {
+		{"EP 7.2 staying on 7.2, three MPPs", func(f orchestrator.Facts, p *profile.Profile) {
 			p.MPPs = append(p.MPPs, profile.MPP{Name: "mpp3", Host: "mpp3.site", Config: "/opt/Avaya/ExperiencePortal/mpp3/config/mppconfig.xml"})
+			f[orchestrator.MPPFact("mpp3", orchestrator.MPPReachable)] = orchestrator.Fact{Value: "true", Source: "ssh"}
 		}, []string{"mpp-config-mpp1", "mpp-config-mpp2", "mpp-config-mpp3"}},
 		{"EP 7.2.0 moving to 7.2.1", func(_ orchestrator.Facts, p *profile.Profile) { p.EP.MovingTo721 = true }, nil},
 		{"EP 7.2.1 patched", func(f orchestrator.Facts, p *profile.Profile) {

@@ -100,6 +100,12 @@ func provenanceCases() []orchestrator.PlanInput {
 	odd.Media = profile.Media{Dir: "/media", ISO: "pom.iso"}
 	noMedia := pom
 	noMedia.Media = profile.Media{}
+	// Each MPP's patch read where it runs.
+	versioned := pom
+	versioned.MPPs = slices.Clone(pom.MPPs)
+	for i := range versioned.MPPs {
+		versioned.MPPs[i].Version = profile.VersionSource{File: "/opt/Avaya/ExperiencePortal/MPP/config/mpp.version", Pattern: "(.+)"}
+	}
 	pomFacts := func(kv ...string) orchestrator.Facts {
 		f := orchestrator.Facts{
 			orchestrator.FactPOMVersion: {Value: "3.1.1", Source: "t"}, orchestrator.FactEPVersion: {Value: "7.2.0", Source: "t"},
@@ -135,10 +141,19 @@ func provenanceCases() []orchestrator.PlanInput {
 		pomFacts(orchestrator.FactMediaSize, "1"), pomFacts(orchestrator.FactMediaSigned, "false"),
 		pomFacts(orchestrator.FactMediaCrtSize, "1000", orchestrator.FactMediaSigSize, "512", orchestrator.MediaFileFact("POMPDC_311.zip"), "7"),
 		pomFacts(orchestrator.FactDBExists, "false"), pomFacts(orchestrator.FactDBExists, "unknown"),
-		pomFacts(orchestrator.FactDBSize, "", orchestrator.FactFreeInstall, "0"), pomFacts(orchestrator.FactDBPasswordFileMode, "0644")} {
-		for _, prof := range []profile.Profile{pom, oracle, moving, noMPP, odd, noMedia} {
+		pomFacts(orchestrator.FactDBSize, "", orchestrator.FactFreeInstall, "0"), pomFacts(orchestrator.FactDBPasswordFileMode, "0644"),
+		// The MPPs as read on each: reached, its file unreadable, its
+		// patch read (old, later) or not readable.
+		pomFacts(orchestrator.MPPFact("mpp2", orchestrator.MPPReachable), "true", orchestrator.MPPFact("mpp2", orchestrator.MPPPatch), "7.2.0.0.1100",
+			orchestrator.MPPFact("mpp1", orchestrator.MPPPatch), "7.2.0.0.1300",
+			orchestrator.MPPFact("mpp1", orchestrator.MPPFactRuntimeSize), "1", orchestrator.MPPFact("mpp1", orchestrator.MPPFactContextSize), ""),
+		pomFacts(orchestrator.MPPFact("mpp2", orchestrator.MPPReachable), "false", orchestrator.MPPFact("mpp2", orchestrator.MPPError), "refused",
+			orchestrator.MPPFact("mpp1", orchestrator.MPPConfigError), "missing", orchestrator.MPPFact("mpp1", orchestrator.MPPPatchError), "no match")} {
+		for _, prof := range []profile.Profile{pom, oracle, moving, noMPP, odd, noMedia, versioned} {
 			out = append(out,
 				orchestrator.PlanInput{Procedure: "pom-3.1.1-sp1-upgrade", Facts: maps.Clone(f), Profile: prof, Options: orchestrator.Options{With: []string{"pdc", "help-library"}}},
+				orchestrator.PlanInput{Procedure: "pom-3.1.1-sp1-upgrade", Facts: maps.Clone(f), Profile: prof, Options: orchestrator.Options{With: []string{"mpp-restart"},
+					Overrides: map[string]string{"mpp-unreachable-mpp2": "by hand", "mpp-config-unreadable-mpp1": "by hand"}}},
 				orchestrator.PlanInput{Procedure: "pom-3.1.1-sp1-upgrade", Facts: maps.Clone(f), Profile: prof, Options: orchestrator.Options{With: []string{"bogus"}}},
 				orchestrator.PlanInput{Procedure: "pom-3.1.1-sp1-install", Facts: maps.Clone(f), Profile: prof, Options: orchestrator.Options{With: []string{"pdc", "help-library"}}})
 			bare := maps.Clone(f)
@@ -231,13 +246,16 @@ func TestRuleEveryStepAndFindingSaysWhoseRuleItIs(t *testing.T) {
 	for _, id := range []string{
 		"step verify-media", "step backup-db", "step mpp-config-mpp1", "step mpp-config-mpp2", "step stop-services",
 		"step upgrade-pom", "step start-services", "step pdc", "step help-library", "step enable-dnc-import", "step install-pom",
+		"step mpp-restart-mpp1", "step mpp-restart-mpp2",
 		"step linux-es", "step linux-es-reboot", "step dialer-4.1", "step dialer-4.1.2", "step database-4.1.2",
 		"step supervisor", "step agent", "step agent-api", "step backup-source", "step restore-backup",
 		"finding pom-version-unknown", "finding pom-version-form", "finding pom-already-at-target", "finding pom-newer-than-target",
 		"finding pom-upgrade-from-3.1.1-only", "finding pom-already-installed", "finding unknown-option",
 		"finding override-unused", "finding override-refused", "finding ep-version-unknown", "finding ep-version-not-covered",
 		"finding ep-mpp-patch-missing", "finding ep-mpp-patch-later", "finding ep-moving-to-7.2.1", "finding EXPPORTAL-1960",
-		"finding EXPPORTAL-1701", "finding OUTREACH-11880", "finding mpp-none-listed", "finding mpp-remote",
+		"finding EXPPORTAL-1701", "finding OUTREACH-11880", "finding mpp-none-listed", "finding mpp-where",
+		"finding mpp-unreachable-mpp2", "finding mpp-config-unreadable-mpp1", "finding mpp-patch-from-profile",
+		"finding mpp-patch-unreadable-mpp1", "finding mpp-restart-unstated", "finding mpp-restart-unused",
 		"finding media-not-configured", "finding media-name", "finding media-sum-missing", "finding media-missing",
 		"finding media-size", "finding media-signature-files", "finding media-crt-size", "finding media-sig-size",
 		"finding media-file-size-POMPDC_311.zip", "finding help-library-zip-missing", "finding help-library-owner-mode",

@@ -2,7 +2,7 @@ package profile
 
 import (
 	"fmt"
-	"net"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -66,7 +66,7 @@ func (p Profile) checkSSH() []error {
 		if !filepath.IsAbs(m.Config) {
 			bad("%s.config %q must be an absolute path (on the MPP's server)", at, m.Config)
 		}
-		if m.Host != "" && net.ParseIP(m.Host) == nil && !hostName.MatchString(m.Host) {
+		if m.Host != "" && !validIP(m.Host) && !hostName.MatchString(m.Host) {
 			bad("%s.host %q is neither a host name nor an IP address", at, m.Host)
 		}
 		key := strings.ToLower(m.Host) + " " + filepath.Clean(m.Config)
@@ -138,4 +138,9 @@ func passwordish(key string) bool {
 		}
 	}
 	return false
+}
+
+func validIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
