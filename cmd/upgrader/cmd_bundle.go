@@ -20,6 +20,7 @@ import (
 	"upgrader/orchestrator"
 	"upgrader/steps"
 	"upgrader/steps/bundle"
+	"upgrader/steps/remote"
 )
 
 // freeSpaceAt reads a directory's free space (a test build can fake it:
@@ -81,10 +82,13 @@ copy-paste slip. upgrader reads -c as their text does, MPP CXI logs ("You
 can also collect MPP CXI logs if MPP and POM co-exists in single server
 deployment"; "--logs -a -c" is "appserver and MPP-CXI logs"). getpomlogs.sh
 collects MPP CXI logs only when MPP and POM share a server; upgrader's -c
-collects the logs of every MPP it can reach, which today means every MPP
-whose directory is on this server (the profile's mpps, such as a remote MPP's
-directory mounted here, else $AVAYA_MPP_HOME), and notes those it cannot
-find.
+collects the logs of every MPP of the profile (else $AVAYA_MPP_HOME here):
+the logs directory beside the directory of its mppconfig.xml, read here for
+an MPP on this server and over SSH (the profile's ssh section: keys only,
+host keys from known_hosts) for an MPP on another, streamed into the archive
+under logs/mpp/NAME/ with the same date selection. An MPP that cannot be
+reached, or whose host key is refused, is listed in MANIFEST with the
+reason; the archive is still written.
 
 Support's checklist also asks for what no archive made here can hold: FINEST
 level logs (upgrader cannot change or check POM's log level), the POM Agent
@@ -112,7 +116,7 @@ Exit codes:
 	fl.StringVar(&f.since, "since", "", `only log lines from this date, "YYYY-MM-DD HH:MM:SS"`)
 	fl.StringVar(&f.until, "until", "", `only log lines until this date (inclusive), "YYYY-MM-DD HH:MM:SS"`)
 	fl.BoolVarP(&f.appServer, "appserver", "a", false, "add this server's application server and Tomcat logs (getpomlogs.sh --logs -a)")
-	fl.BoolVarP(&f.mpp, "mpp", "c", false, "add the MPP CXI logs of every MPP whose directory is on this server (getpomlogs.sh --logs -c)")
+	fl.BoolVarP(&f.mpp, "mpp", "c", false, "add the MPP CXI logs of every MPP, here or over SSH (getpomlogs.sh --logs -c)")
 	fl.BoolVarP(&f.yes, "yes", "y", false, "ask nothing: the default directory, every process, every date")
 	return cmd
 }
@@ -155,8 +159,11 @@ func (a *app) bundle(cmd *cobra.Command, f bundleFlags) error {
 	if err != nil {
 		return err
 	}
-	opts := bundle.Options{Profile: p, Dir: f.out, Selection: sel, AppServer: f.appServer, MPP: f.mpp, Now: time.Now(),
-		Version: version + " (catalog " + orchestrator.CatalogVersion + ")", Failpoint: bundleFailpoint}
+	pool := remote.NewPool()
+	defer pool.Close()
+	thisHost, _ := os.Hostname()
+	opts := bundle.Options{Profile: p, Dir: f.out, Selection: sel, AppServer: f.appServer, MPP: f.mpp, ThisHost: thisHost, Pool: pool,
+		Now: time.Now(), Version: version + " (catalog " + orchestrator.CatalogVersion + ")", Failpoint: bundleFailpoint}
 	if opts.Dir == "" {
 		if p.POM.Home == "" {
 			return usagef("the profile has no pom.home for the default directory: give --out DIR")
@@ -170,7 +177,7 @@ func (a *app) bundle(cmd *cobra.Command, f bundleFlags) error {
 	}
 	if isTTY(a.stdin) && !flagsGiven && a.output != "json" {
 		d := &dialog{in: bufio.NewReader(a.stdin), out: out}
-		if opts.Dir, err = d.directory(opts.Dir, bundle.Collect(opts).Estimate()); err != nil {
+		if opts.Dir, err = d.directory(opts.Dir, bundle.Collect(context.Background(), opts).Estimate()); err != nil {
 			return err
 		}
 		if opts.Selection.Processes, err = d.processes(); err != nil {
@@ -189,7 +196,11 @@ func (a *app) bundle(cmd *cobra.Command, f bundleFlags) error {
 	ev, cleanup := a.bundleEvidence(p)
 	defer cleanup()
 	opts.Evidence = ev
-	c := bundle.Collect(opts)
+	// From here Ctrl-C stops the bundle cleanly (before, the questions
+	// are read, and the default action of the signal ends them).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c := bundle.Collect(ctx, opts)
 	if free, ok := freeSpaceAt(opts.Dir); ok && free < c.Estimate() {
 		return withCode(exitError, fmt.Errorf("not enough free space in %s: the archive needs about %s, %s is free; choose another directory with --out",
 			opts.Dir, orchestrator.BytesText(c.Estimate()), orchestrator.BytesText(free)))
@@ -202,8 +213,6 @@ func (a *app) bundle(cmd *cobra.Command, f bundleFlags) error {
 			progressbar.OptionSetWidth(30), progressbar.OptionClearOnFinish())
 		progress = func(done, total int64) { bar.Set64(min(done, total)) }
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	res, err := c.Write(ctx, progress)
 	if bar != nil {
 		bar.Finish()

@@ -6,7 +6,8 @@
 // (collected by the script only when MPP and POM share a server); one example
 // calling "--logs -c" "POM logs with appserver logs" is a copy-paste slip.
 // upgrader's -c collects every MPP's logs it can reach: today, the MPP
-// directories on this server. What the Contact Support Checklist asks for and
+// directories on this server and, over SSH, on the MPPs' own servers. What
+// the Contact Support Checklist asks for and
 // no archive of this server can hold is listed in every archive
 // (SupportAlsoAsks).
 package bundle
@@ -21,12 +22,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"upgrader/orchestrator/profile"
 	"upgrader/steps"
+	"upgrader/steps/remote"
 )
 
 // Evidence is upgrader's own record, always in the archive under upgrader/.
@@ -58,9 +62,14 @@ type Options struct {
 	// notes' text says -c collects MPP CXI logs, the script only where MPP
 	// and POM share the server; one of their examples calls "--logs -c"
 	// "POM logs with appserver logs", a copy-paste slip, not followed.
-	// Here -c collects every MPP's logs that are reachable: today, the
-	// MPPs whose directory is on this server (see Sources).
-	MPP      bool
+	// Here -c collects every MPP's logs that are reachable: on this
+	// server, and on other servers over SSH (see Sources).
+	MPP bool
+	// ThisHost is this server's name: an MPP whose host it is, is here.
+	ThisHost string
+	// Pool holds the connections to MPPs on other servers; nil for one of
+	// the collection's own, closed when Write ends.
+	Pool     *remote.Pool
 	Evidence Evidence
 	Now      time.Time
 	Version  string
@@ -90,12 +99,15 @@ type Collection struct {
 	opts    Options
 	top     string
 	sources []Source
+	pool    *remote.Pool
+	ownPool bool
+	ssh     remote.Config
 	found
 }
 
-// Collect walks the log directories and applies the selection. Nothing is
-// read or written yet.
-func Collect(o Options) *Collection {
+// Collect walks the log directories, those of other servers in parallel,
+// and applies the selection. Nothing is read or written yet.
+func Collect(ctx context.Context, o Options) *Collection {
 	top := "logs"
 	if o.Selection.Any() {
 		top = "selectedlogs"
@@ -108,8 +120,29 @@ func Collect(o Options) *Collection {
 		}
 		secrets = append(secrets, p)
 	}
-	c := &Collection{opts: o, top: top, sources: Sources(o.Profile, o.AppServer, o.MPP)}
-	c.found = walk(c.sources, o.Selection, top, secrets, o.Profile.Unroot)
+	c := &Collection{opts: o, top: top, sources: Sources(o.Profile, o.ThisHost, o.AppServer, o.MPP), pool: o.Pool, ssh: sshConfig(o.Profile)}
+	each := make([]found, len(c.sources))
+	var wg sync.WaitGroup
+	for i, src := range c.sources {
+		if src.Remote == nil {
+			continue
+		}
+		if c.pool == nil {
+			c.pool, c.ownPool = remote.NewPool(), true
+		}
+		m := &remoteMPP{name: strings.TrimPrefix(src.Name, "mpp/"), target: *src.Remote}
+		wg.Go(func() { each[i] = c.walkRemote(ctx, src, m) })
+	}
+	seen := map[string]bool{}
+	for i, src := range c.sources {
+		if src.Remote == nil {
+			each[i] = walkLocal(src, o.Selection, top, secrets, o.Profile.Unroot, seen)
+		}
+	}
+	wg.Wait()
+	for _, f := range each {
+		c.found.add(f)
+	}
 	return c
 }
 
@@ -139,6 +172,9 @@ func (c *Collection) Write(ctx context.Context, progress func(done, total int64)
 	o := c.opts
 	if o.Name == "" {
 		o.Name = DefaultName(o.Profile.Site, o.Now)
+	}
+	if c.ownPool {
+		defer c.pool.Close()
 	}
 	a, err := createArchive(filepath.Join(o.Dir, o.Name))
 	if err != nil {
@@ -182,7 +218,7 @@ func (w *writer) all() error {
 		}
 	}
 	for _, d := range o.Evidence.Docs {
-		if err := w.entry(Entry{Name: "upgrader/" + d.Name}, int64(len(d.Data)), 0o644, o.Now, &ctxReader{w.ctx, bytes.NewReader(d.Data)}); err != nil {
+		if err := w.entry(Entry{Name: "upgrader/" + d.Name}, int64(len(d.Data)), 0o644, o.Now, &ctxReader{w.ctx, bytes.NewReader(d.Data)}, reason); err != nil {
 			return err
 		}
 	}
@@ -192,7 +228,8 @@ func (w *writer) all() error {
 			w.skipped = append(w.skipped, Skip{o.Profile.Unroot(f.Path), reason(err)})
 			continue
 		}
-		if err := w.file(candidate{name: "upgrader/" + f.Name, path: f.Path, size: st.Size(), mode: st.Mode().Perm(), modTime: st.ModTime()}); err != nil {
+		if err := w.file(candidate{name: "upgrader/" + f.Name, path: f.Path, shown: o.Profile.Unroot(f.Path), size: st.Size(),
+			mode: st.Mode().Perm(), modTime: st.ModTime()}); err != nil {
 			return err
 		}
 	}
@@ -211,13 +248,16 @@ func (w *writer) all() error {
 	return err
 }
 
-// file adds one file from disk: whole, or cut to the date range. A file
-// that cannot be opened is skipped with the reason.
+// file adds one file, from disk or from an MPP's server: whole, or cut
+// to the date range. A file that cannot be opened is skipped with the
+// reason.
 func (w *writer) file(f candidate) error {
-	unroot := w.c.opts.Profile.Unroot
-	fd, size, err := openRegular(f.path)
+	fd, size, err := w.open(f)
 	if err != nil {
-		w.skipped = append(w.skipped, Skip{unroot(f.path), reason(err)})
+		if ctxErr := w.ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		w.skipped = append(w.skipped, Skip{f.shown, err.Error()})
 		w.tick(f.size)
 		return nil
 	}
@@ -227,7 +267,7 @@ func (w *writer) file(f candidate) error {
 	if f.cut {
 		spans, timed, err := cutSpans(w.counted(&ctxReader{w.ctx, io.NewSectionReader(fd, 0, size)}), w.c.opts.Selection.Range)
 		if err != nil {
-			w.skipped = append(w.skipped, Skip{unroot(f.path), "read: " + reason(err)})
+			w.skipped = append(w.skipped, Skip{f.shown, "read: " + w.reason(f, err)})
 			return w.ctx.Err()
 		}
 		if timed {
@@ -243,13 +283,13 @@ func (w *writer) file(f candidate) error {
 	} else {
 		src = w.counted(src)
 	}
-	return w.entry(e, size, int64(f.mode), f.modTime, &ctxReader{w.ctx, src})
+	return w.entry(e, size, int64(f.mode), f.modTime, &ctxReader{w.ctx, src}, func(err error) string { return w.reason(f, err) })
 }
 
 // entry writes one entry and lists it. A source that ends early (a file
 // truncated while read) or fails (an I/O error) is padded with zeros to
-// the size announced, and noted.
-func (w *writer) entry(e Entry, size, mode int64, mtime time.Time, r io.Reader) error {
+// the size announced, and noted (why says the read error).
+func (w *writer) entry(e Entry, size, mode int64, mtime time.Time, r io.Reader, why func(error) string) error {
 	src := &softReader{r: r}
 	sum, short, err := w.a.add(e.Name, size, mode, mtime, src)
 	if ctxErr := w.ctx.Err(); ctxErr != nil {
@@ -260,7 +300,7 @@ func (w *writer) entry(e Entry, size, mode int64, mtime time.Time, r io.Reader) 
 	}
 	switch {
 	case src.err != nil:
-		w.notes = append(w.notes, fmt.Sprintf("%s: read failed (%s); the rest is zeros", e.Name, reason(src.err)))
+		w.notes = append(w.notes, fmt.Sprintf("%s: read failed (%s); the rest is zeros", e.Name, why(src.err)))
 	case short:
 		w.notes = append(w.notes, e.Name+": the file got shorter while it was read; its end is zeros")
 	}
@@ -268,6 +308,47 @@ func (w *writer) entry(e Entry, size, mode int64, mtime time.Time, r io.Reader) 
 	w.entries = append(w.entries, e)
 	w.bytes += size
 	return nil
+}
+
+// fileReader is an open file of either host: read by offsets (the cut
+// reads a log twice, its timestamps then its kept ranges).
+type fileReader interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// open opens a candidate and returns its size now; the error is the
+// reason to list it as skipped.
+func (w *writer) open(f candidate) (fileReader, int64, error) {
+	if f.mpp == nil {
+		fd, size, err := openRegular(f.path)
+		if err != nil {
+			return nil, 0, errors.New(reason(err))
+		}
+		return fd, size, nil
+	}
+	m := f.mpp
+	if m.lost != nil {
+		return nil, 0, fmt.Errorf("not read: MPP %s cannot be reached (%v)", m.name, m.lost)
+	}
+	// The connection is opened again if it dropped since the last file.
+	conn, err := w.c.pool.Get(w.ctx, w.c.ssh, m.target)
+	if err != nil {
+		m.lost = err
+		return nil, 0, fmt.Errorf("not read: MPP %s cannot be reached any more (%v); its other files left are skipped", m.name, err)
+	}
+	r, st, err := conn.Open(w.ctx, f.path)
+	if err != nil {
+		return nil, 0, errors.New(remoteReason(err, m.target))
+	}
+	return r, st.Size(), nil
+}
+
+func (w *writer) reason(f candidate, err error) string {
+	if f.mpp != nil {
+		return remoteReason(err, f.mpp.target)
+	}
+	return reason(err)
 }
 
 // softReader turns a read error into the end of the data and keeps it:

@@ -58,7 +58,7 @@ func (h *testHost) options() Options {
 
 func (h *testHost) bundle(o Options) (Result, *unpacked) {
 	h.t.Helper()
-	res, err := Collect(o).Write(context.Background(), nil)
+	res, err := Collect(context.Background(), o).Write(context.Background(), nil)
 	if err != nil {
 		h.t.Fatalf("Write: %v", err)
 	}
@@ -322,7 +322,7 @@ func TestBundleUnreadableFiles(t *testing.T) {
 			}
 		}()
 	}
-	res, err := Collect(h.options()).Write(context.Background(), nil)
+	res, err := Collect(context.Background(), h.options()).Write(context.Background(), nil)
 	if err != nil {
 		t.Fatalf("Write: %v", err)
 	}
@@ -348,7 +348,7 @@ func TestBundleLeavesNoHalfArchive(t *testing.T) {
 			cancel() // Ctrl-C once the logs are in
 		}
 	}
-	_, err := Collect(o).Write(ctx, nil)
+	_, err := Collect(context.Background(), o).Write(ctx, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Write after cancel: %v", err)
 	}
@@ -360,7 +360,7 @@ func TestBundleLeavesNoHalfArchive(t *testing.T) {
 	final := filepath.Join(h.out, "same.tar.gz")
 	h.write(final, "an earlier archive")
 	o.Name = "same.tar.gz"
-	if _, err := Collect(o).Write(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := Collect(context.Background(), o).Write(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("writing over an archive: %v", err)
 	}
 	if b, _ := os.ReadFile(final); string(b) != "an earlier archive" {
@@ -406,7 +406,7 @@ func TestBundleSimHostCanary(t *testing.T) {
 	}
 	o := Options{Profile: p, Dir: t.TempDir(), AppServer: true, MPP: true, Now: time.Now(), Version: "test",
 		Evidence: Evidence{Docs: []Doc{{Name: "profile.yaml", Data: red}}}}
-	res, err := Collect(o).Write(context.Background(), nil)
+	res, err := Collect(context.Background(), o).Write(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

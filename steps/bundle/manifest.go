@@ -49,7 +49,7 @@ func (m manifest) render() []byte {
 	fmt.Fprintf(&b, "# created %s by upgrader %s for site %s\n", m.created.Format(time.RFC3339), m.version, m.site)
 	fmt.Fprintf(&b, "# selection: %s (in %s/)\n", m.sel.describe(), m.top)
 	for _, s := range m.sources {
-		fmt.Fprintf(&b, "# %s/%s/ <- %s\n", m.top, s.Name, m.unroot(s.Dir))
+		fmt.Fprintf(&b, "# %s/%s/ <- %s\n", m.top, s.Name, s.Shown(m.unroot))
 	}
 	if m.sel.Range.Set() {
 		fmt.Fprintf(&b, "# \"cut\": only the lines of the date range (a line without a timestamp stays with the line before it);\n")

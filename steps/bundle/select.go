@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"upgrader/orchestrator/profile"
 	"upgrader/steps"
+	"upgrader/steps/remote"
 )
 
 // Processes are the POM processes getpomlogs.sh offers, in its order.
@@ -89,16 +91,32 @@ const (
 // Source is one log directory and where its files go in the archive.
 type Source struct {
 	Name string `json:"name"` // e.g. pom, mpp/mpp1, appserver/webapps/VP_POM
-	Dir  string `json:"dir"`  // on this host, under the profile's root
+	// Dir is on this host, under the profile's root; or, for a Remote
+	// source, the path on that server.
+	Dir string `json:"dir"`
 	// POM logs are the ones a process selection applies to.
 	POM bool `json:"pom"`
+	// Remote is the server of an MPP that is not this one, read over SSH.
+	Remote *remote.Target `json:"remote,omitempty"`
 }
+
+// Shown is the directory as MANIFEST names it: this host's path, or
+// ssh://user@host:port/path for another server's.
+func (s Source) Shown(unroot func(string) string) string {
+	if s.Remote != nil {
+		return remoteURL(*s.Remote, s.Dir)
+	}
+	return unroot(s.Dir)
+}
+
+// remoteURL names a path on another server.
+func remoteURL(t remote.Target, p string) string { return "ssh://" + t.String() + p }
 
 // Sources lists the log directories to collect: POM's always, the
 // application server's and Tomcat's with appServer, every MPP's with mpp.
-// All are paths on this server: an MPP on another server is collected only
-// where its directory is mounted here (its mpps config path says where).
-func Sources(p profile.Profile, appServer, mpp bool) []Source {
+// An MPP on this server (its host empty, localhost or thisHost) is read
+// here; any other over SSH, from the same place on its own server.
+func Sources(p profile.Profile, thisHost string, appServer, mpp bool) []Source {
 	var out []Source
 	if p.POM.Home != "" {
 		out = append(out, Source{Name: "pom", Dir: p.Path(filepath.Join(p.POM.Home, "logs")), POM: true})
@@ -118,7 +136,13 @@ func Sources(p profile.Profile, appServer, mpp bool) []Source {
 		// An MPP's home holds config/mppconfig.xml and logs/ (the CXI
 		// logs are under logs/process/CXI).
 		for _, m := range p.MPPs {
-			out = append(out, Source{Name: "mpp/" + m.Name, Dir: filepath.Join(filepath.Dir(filepath.Dir(p.Path(m.Config))), "logs")})
+			if m.OnThisServer(thisHost) {
+				out = append(out, Source{Name: "mpp/" + m.Name, Dir: filepath.Join(filepath.Dir(filepath.Dir(p.Path(m.Config))), "logs")})
+				continue
+			}
+			host, port, user := p.SSHTarget(m)
+			out = append(out, Source{Name: "mpp/" + m.Name, Dir: path.Join(path.Dir(path.Dir(m.Config)), "logs"),
+				Remote: &remote.Target{Host: host, Port: port, User: user}})
 		}
 		if len(p.MPPs) == 0 {
 			out = append(out, Source{Name: "mpp", Dir: filepath.Join(p.Path(DefaultMPPHome), "logs")})
@@ -151,11 +175,13 @@ type Skip struct {
 // candidate is a file found to collect.
 type candidate struct {
 	name    string // in the archive
-	path    string // on the host
+	path    string // on its server (this host's: under the profile's root)
+	shown   string // as MANIFEST names it
 	size    int64
 	mode    fs.FileMode
 	modTime time.Time
-	cut     bool // cut to the date range where its lines carry timestamps
+	cut     bool       // cut to the date range where its lines carry timestamps
+	mpp     *remoteMPP // the other server it is on; nil for this host
 }
 
 // found is what a walk of the sources found.
@@ -166,6 +192,13 @@ type found struct {
 	bytes   int64
 }
 
+func (f *found) add(g found) {
+	f.files = append(f.files, g.files...)
+	f.skipped = append(f.skipped, g.skipped...)
+	f.notes = append(f.notes, g.notes...)
+	f.bytes += g.bytes
+}
+
 // secretFile reports whether a file holds a password: the profile's
 // password file, or any pgpass file. Its content is never read.
 func secretFile(path string, secrets []string) bool {
@@ -173,59 +206,57 @@ func secretFile(path string, secrets []string) bool {
 	return base == "pgpass" || base == ".pgpass" || slices.Contains(secrets, path)
 }
 
-// walk lists the files of every source that the selection keeps. It never
-// follows a symlink: one that leads out of its source is skipped and
-// listed, one that stays inside names a file collected as itself.
-func walk(sources []Source, sel Selection, top string, secrets []string, unroot func(string) string) found {
+// walkLocal lists the files of a source on this host that the selection
+// keeps. It never follows a symlink: one that leads out of its source is
+// skipped and listed, one that stays inside names a file collected as
+// itself. seen holds the directories already walked.
+func walkLocal(src Source, sel Selection, top string, secrets []string, unroot func(string) string, seen map[string]bool) found {
 	var f found
-	seen := map[string]bool{}
-	for _, src := range sources {
-		dir, err := filepath.EvalSymlinks(src.Dir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			f.notes = append(f.notes, fmt.Sprintf("%s/: no %s on this host", src.Name, unroot(src.Dir)))
-			continue
-		case err != nil:
-			f.skipped = append(f.skipped, Skip{unroot(src.Dir), reason(err)})
-			continue
-		}
-		if seen[dir] {
-			continue
-		}
-		seen[dir] = true
-		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				f.skipped = append(f.skipped, Skip{unroot(path), reason(err)})
-				return nil // WalkDir skips the unreadable directory
-			}
-			rel, _ := filepath.Rel(dir, path)
-			switch {
-			case d.IsDir():
-				return nil
-			case d.Type()&fs.ModeSymlink != 0:
-				f.skipped = append(f.skipped, Skip{unroot(path), symlinkReason(dir, path, unroot)})
-				return nil
-			case !d.Type().IsRegular():
-				f.skipped = append(f.skipped, Skip{unroot(path), "not a regular file (" + steps.FileType(d.Type()) + ")"})
-				return nil
-			case secretFile(path, secrets):
-				f.skipped = append(f.skipped, Skip{unroot(path), "a password file: never collected"})
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				f.skipped = append(f.skipped, Skip{unroot(path), reason(err)})
-				return nil
-			}
-			if !keeps(sel, src, rel, info.ModTime()) {
-				return nil
-			}
-			f.files = append(f.files, candidate{name: top + "/" + src.Name + "/" + rel, path: path, size: info.Size(),
-				mode: info.Mode().Perm(), modTime: info.ModTime(), cut: sel.Range.Set()})
-			f.bytes += info.Size()
-			return nil
-		})
+	dir, err := filepath.EvalSymlinks(src.Dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		f.notes = append(f.notes, fmt.Sprintf("%s/: no %s on this host", src.Name, unroot(src.Dir)))
+		return f
+	case err != nil:
+		f.skipped = append(f.skipped, Skip{unroot(src.Dir), reason(err)})
+		return f
 	}
+	if seen[dir] {
+		return f
+	}
+	seen[dir] = true
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			f.skipped = append(f.skipped, Skip{unroot(path), reason(err)})
+			return nil // WalkDir skips the unreadable directory
+		}
+		rel, _ := filepath.Rel(dir, path)
+		switch {
+		case d.IsDir():
+			return nil
+		case d.Type()&fs.ModeSymlink != 0:
+			f.skipped = append(f.skipped, Skip{unroot(path), symlinkReason(dir, path, unroot)})
+			return nil
+		case !d.Type().IsRegular():
+			f.skipped = append(f.skipped, Skip{unroot(path), "not a regular file (" + steps.FileType(d.Type()) + ")"})
+			return nil
+		case secretFile(path, secrets):
+			f.skipped = append(f.skipped, Skip{unroot(path), "a password file: never collected"})
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			f.skipped = append(f.skipped, Skip{unroot(path), reason(err)})
+			return nil
+		}
+		if !keeps(sel, src, rel, info.ModTime()) {
+			return nil
+		}
+		f.files = append(f.files, candidate{name: top + "/" + src.Name + "/" + rel, path: path, shown: unroot(path), size: info.Size(),
+			mode: info.Mode().Perm(), modTime: info.ModTime(), cut: sel.Range.Set()})
+		f.bytes += info.Size()
+		return nil
+	})
 	return f
 }
 
