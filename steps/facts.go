@@ -62,6 +62,7 @@ func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 	if p.EP.MPPPatch != "" {
 		set(orchestrator.FactEPMPPPatch, p.EP.MPPPatch, "profile ep.mpp_patch")
 	}
+	gatherMPPFacts(ctx, h, f)
 	if p.Media.ISO != "" {
 		iso := p.ISOPath()
 		set(orchestrator.FactMediaSize, strconv.FormatInt(fileSize(iso), 10), iso)

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
+	"upgrader/steps/remote"
 )
 
 // Host is the machine the steps act on, as the site profile describes it.
@@ -23,6 +25,17 @@ type Host struct {
 	Jobs string
 	// Role is which server of a migration this host is ("" otherwise).
 	Role string
+	// Artifacts is where upgrader keeps its own copies of what steps
+	// change on other servers (an MPP's original mppconfig.xml), one
+	// directory per run: <state-dir>/artifacts. "" keeps none.
+	Artifacts string
+	// SSH holds the connections to other servers, shared by the run; nil
+	// is a pool of this Host's own.
+	SSH     *remote.Pool
+	sshOnce sync.Once
+	// Failpoint stops the process at named points in crash tests; nil in
+	// production builds.
+	Failpoint func(point, step string)
 }
 
 var (

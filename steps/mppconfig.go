@@ -3,27 +3,36 @@ package steps
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"unicode/utf8"
 
 	"upgrader/orchestrator"
+	"upgrader/state/securefs"
 )
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
 
 // mppConfig sets the ccxml.jsi sizes in one MPP's mppconfig.xml, after a
 // durable copy of the original. The edit touches only the parameter values
 // (or adds missing parameters next to the others) and keeps every other
 // byte of the file.
 //
-// The file is found on the machine of MPPFiles: this host's filesystem
-// today. A remote MPP plugs in at mppConfig.on, nowhere else.
+// The file is on the machine of MPPFiles: this host's filesystem, or the
+// MPP's own server over SSH (mppServer); mppConfig.on chooses.
 type mppConfig struct{ h *Host }
 
 // mppParams are the parameters the step sets, in file order.
@@ -119,27 +128,81 @@ func (LocalMPPFiles) Exists(path string) (bool, error) {
 	return err == nil, err
 }
 
-// on returns the step's work on the file the spec names.
-func (s mppConfig) on(sc orchestrator.StepContext) mppFile {
-	return mppFile{files: LocalMPPFiles{}, path: s.h.Profile.Path(sc.Spec.Params["config"])}
+// on returns the step's work on the file the spec names, on the MPP's
+// machine: this server, or its own over SSH.
+func (s mppConfig) on(ctx context.Context, sc orchestrator.StepContext) (mppFile, error) {
+	m := mppOfSpec(sc.Spec)
+	srv, err := s.h.mppServer(ctx, m, sc.Spec.ID)
+	if err != nil {
+		return mppFile{}, fmt.Errorf("MPP %s (%s): %w", m.Name, srv.where, err)
+	}
+	return mppFile{files: srv.files, path: srv.path(m.Config), where: srv.where, keep: s.keeper(sc)}, nil
 }
 
-func (s mppConfig) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	return s.on(sc).probe(sc.Spec.Params)
+func (s mppConfig) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
+	f, err := s.on(ctx, sc)
+	if err != nil {
+		return false, err
+	}
+	return f.probe(sc.Spec.Params)
 }
 
-func (s mppConfig) Apply(_ context.Context, sc orchestrator.StepContext) error {
-	return s.on(sc).apply(sc.Spec.Params)
+func (s mppConfig) Apply(ctx context.Context, sc orchestrator.StepContext) error {
+	f, err := s.on(ctx, sc)
+	if err != nil {
+		return err
+	}
+	return f.apply(sc.Spec.Params)
 }
 
-func (s mppConfig) Verify(_ context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
-	return s.on(sc).verify(sc.Spec.Params)
+func (s mppConfig) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
+	f, err := s.on(ctx, sc)
+	if err != nil {
+		return orchestrator.Outputs{}, err
+	}
+	return f.verify(sc.Spec.Params)
+}
+
+// keeper returns what keeps upgrader's own copy of an MPP's original
+// file, in <artifacts>/<run>/mpp-<name>-mppconfig.xml (0600, in 0700
+// directories), and records it; nil when the host keeps none.
+func (s mppConfig) keeper(sc orchestrator.StepContext) func(orig []byte) (orchestrator.Artifact, error) {
+	if s.h.Artifacts == "" {
+		return nil
+	}
+	dir := filepath.Join(s.h.Artifacts, sc.RunID)
+	path := filepath.Join(dir, "mpp-"+sc.Spec.Params["mpp"]+"-mppconfig.xml")
+	return func(orig []byte) (orchestrator.Artifact, error) {
+		if err := securefs.MkdirPrivate(s.h.Artifacts, "artifacts directory"); err != nil {
+			return orchestrator.Artifact{}, err
+		}
+		if err := securefs.MkdirPrivate(dir, "artifacts directory"); err != nil {
+			return orchestrator.Artifact{}, err
+		}
+		switch kept, err := securefs.ReadRegular(path, MaxMPPConfigSize); {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := securefs.WriteFile(path, orig, 0o600); err != nil {
+				return orchestrator.Artifact{}, fmt.Errorf("keep a copy of the original: %w", err)
+			}
+		case err != nil:
+			return orchestrator.Artifact{}, err
+		case !bytes.Equal(kept, orig):
+			return orchestrator.Artifact{}, fmt.Errorf("upgrader's copy %s of the MPP's original differs from the original kept on the MPP: "+
+				"compare the two before going on; move %s aside once the one on the MPP is the original", path, path)
+		}
+		a, err := artifactOf(path, nil)
+		a.Host = s.h.Role
+		return a, err
+	}
 }
 
 // mppFile is one mppconfig.xml on the machine of files.
 type mppFile struct {
 	files MPPFiles
 	path  string
+	where string // the machine, for messages and the record
+	// keep keeps upgrader's own copy of the original (nil: none).
+	keep func(orig []byte) (orchestrator.Artifact, error)
 }
 
 // read returns the file's content and permissions; it refuses anything
@@ -212,6 +275,11 @@ func (m mppFile) apply(values map[string]string) error {
 			return m.replaced(orig)
 		}
 	}
+	if m.keep != nil {
+		if _, err := m.keep(data); err != nil {
+			return err
+		}
+	}
 	// The file must not have changed while the copy was made: the edit
 	// would otherwise replace a file nobody has a copy of.
 	if now, err := m.files.ReadFile(m.path, MaxMPPConfigSize); err != nil {
@@ -249,14 +317,32 @@ func (m mppFile) verify(values map[string]string) (orchestrator.Outputs, error) 
 			vals[name] = v
 		}
 	}
+	// Each MPP's file before and after, in the journal.
+	vals["after_sha256"], vals["before_sha256"] = sha256Hex(data), sha256Hex(data)
+	if m.where != "" {
+		vals["server"] = m.where
+	}
+	out := orchestrator.Outputs{Values: vals}
 	// No copy means the values were already set before upgrader came.
 	orig := m.path + OriginalSuffix
 	if ok, err := m.files.Exists(orig); err != nil {
 		return orchestrator.Outputs{}, err
 	} else if ok {
 		vals["original"] = orig
+		saved, err := m.files.ReadFile(orig, MaxMPPConfigSize)
+		if err != nil {
+			return orchestrator.Outputs{}, err
+		}
+		vals["before_sha256"] = sha256Hex(saved)
+		if m.keep != nil {
+			a, err := m.keep(saved)
+			if err != nil {
+				return orchestrator.Outputs{}, err
+			}
+			out.Artifacts = map[string]orchestrator.Artifact{"mpp-original": a}
+		}
 	}
-	return orchestrator.Outputs{Values: vals}, nil
+	return out, nil
 }
 
 // SetMPPParams returns data with each parameter of mppParams that values

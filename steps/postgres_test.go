@@ -17,6 +17,7 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/steps/job"
+	"upgrader/testdata/sshd"
 )
 
 // A real PostgreSQL server for the backup tests: a throwaway cluster on a
@@ -161,6 +162,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	pgShared.stop()
+	sshd.StopShared()
 	os.Exit(code)
 }
 

@@ -77,6 +77,7 @@ func Open(cfg Config) (*Service, error) {
 // resumes) and closes the state.
 func (s *Service) Close() error {
 	s.sup.Shutdown()
+	s.planner.SSH.Close()
 	return s.db.Close()
 }
 

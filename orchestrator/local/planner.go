@@ -9,6 +9,7 @@ import (
 	"upgrader/orchestrator/profile"
 	"upgrader/state/securefs"
 	"upgrader/steps"
+	"upgrader/steps/remote"
 )
 
 // Planner reads a site profile and the host it describes and plans a
@@ -20,6 +21,14 @@ type Planner struct {
 	Runner  steps.Runner
 	// Jobs is where the host's supervised children keep their records.
 	Jobs string
+	// Artifacts is where upgrader keeps its copies of what it changes on
+	// other servers.
+	Artifacts string
+	// SSH holds the connections to other servers (the MPPs), reused by
+	// every plan and run of this process.
+	SSH *remote.Pool
+	// Failpoint stops the process at named points in crash tests.
+	Failpoint func(point, step string)
 }
 
 // Planner is the configuration's planner.
@@ -28,11 +37,12 @@ func (c Config) Planner() Planner {
 	if r == nil {
 		r = steps.ExecRunner{}
 	}
-	return Planner{Profile: c.Profile, Runner: r, Jobs: filepath.Join(c.StateDir, "jobs")}
+	return Planner{Profile: c.Profile, Runner: r, Jobs: filepath.Join(c.StateDir, "jobs"),
+		Artifacts: filepath.Join(c.StateDir, "artifacts"), SSH: remote.NewPool(), Failpoint: c.Failpoint}
 }
 
 func (pl Planner) host(p profile.Profile, role string) *steps.Host {
-	return &steps.Host{Profile: p, Run: pl.Runner, Jobs: pl.Jobs, Role: role}
+	return &steps.Host{Profile: p, Run: pl.Runner, Jobs: pl.Jobs, Role: role, Artifacts: pl.Artifacts, SSH: pl.SSH, Failpoint: pl.Failpoint}
 }
 
 func invalid(format string, a ...any) error {

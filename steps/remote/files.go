@@ -163,8 +163,8 @@ func (c *Conn) WriteFileAtomic(ctx context.Context, p string, data []byte, mode 
 	if err != nil {
 		return err
 	}
-	if c.cfg.BeforeRename != nil {
-		c.cfg.BeforeRename(c, tmp)
+	if fn, ok := ctx.Value(beforeRenameKey{}).(func(*Conn, string)); ok {
+		fn(c, tmp)
 	}
 	if err := c.do(ctx, "rename "+tmp+" to "+p, func() error { return c.sftp.PosixRename(tmp, p) }); err != nil {
 		return err

@@ -61,9 +61,15 @@ type Config struct {
 	AgentSocket    string
 	ConnectTimeout time.Duration
 	OpTimeout      time.Duration
-	// BeforeRename, when set (crash tests), is called by WriteFileAtomic
-	// once the temporary file is durable, before it replaces the file.
-	BeforeRename func(c *Conn, tmp string)
+}
+
+type beforeRenameKey struct{}
+
+// WithBeforeRename returns a context under which WriteFileAtomic calls
+// fn once the temporary file is durable, right before it replaces the
+// file: the point where crash tests cut the connection or the process.
+func WithBeforeRename(ctx context.Context, fn func(c *Conn, tmp string)) context.Context {
+	return context.WithValue(ctx, beforeRenameKey{}, fn)
 }
 
 func (c Config) connectTimeout() time.Duration {

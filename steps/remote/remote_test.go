@@ -424,8 +424,7 @@ func TestConnectionCutBeforeRenameKeepsTheFile(t *testing.T) {
 	s, cfg := server(t)
 	ctx := context.Background()
 	host := s.Hosts[5]
-	cut := cfg
-	cut.BeforeRename = func(c *Conn, tmp string) {
+	cutCtx := WithBeforeRename(ctx, func(c *Conn, tmp string) {
 		if n, err := s.KillSessions(host); n != 1 || err != nil {
 			t.Errorf("killed %d sessions: %v", n, err)
 		}
@@ -434,17 +433,17 @@ func TestConnectionCutBeforeRenameKeepsTheFile(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Error("the connection is still up")
 		}
-	}
+	})
 	p := NewPool()
 	defer p.Close()
-	c, err := p.Get(ctx, cut, target(s, 5))
+	c, err := p.Get(ctx, cfg, target(s, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "mppconfig.xml")
 	os.WriteFile(file, []byte("original"), 0o644)
-	err = c.WriteFileAtomic(ctx, file, []byte("edited"), 0o644)
+	err = c.WriteFileAtomic(cutCtx, file, []byte("edited"), 0o644)
 	if err == nil || !strings.Contains(err.Error(), "rename") {
 		t.Fatalf("a write cut before its rename: %v", err)
 	}
