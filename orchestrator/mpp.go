@@ -192,15 +192,15 @@ func pomMPPFindings(in PlanInput, p *Plan) {
 			continue
 		}
 		what := "cannot be reached"
-		todo := "check the host, the port, the account's authorized_keys and known_hosts (see the error)"
+		todo := "as the error says"
 		if strings.HasPrefix(id, "mpp-config-unreadable-") {
-			what, todo = "has no mppconfig.xml upgrader can read at "+m.Config, "correct mpps[].config in the profile, or the file on the MPP"
+			what, todo = "has no mppconfig.xml upgrader can read at "+m.Config, "correct mpps[].config in the profile, or the file on the MPP,"
 		}
 		p.Blockers = append(p.Blockers, Finding{ID: id, Severity: SeverityBlocker, Skip: SkipWithReason,
 			Source: SourceUpgrader,
 			Rationale: "upgrader changes an MPP's mppconfig.xml only once it has read it through a verified connection; ALL MPPs " +
 				"must have the change, so one it cannot read holds the plan",
-			Message: fmt.Sprintf("%s %s: %s. Fix it (%s) and plan again, or --override %s=REASON to make this MPP's change "+
+			Message: fmt.Sprintf("%s %s: %s. Fix it %s and plan again, or --override %s=REASON to make this MPP's change "+
 				"by hand (an operator gate)", m.label(), what, why, todo, id)})
 	}
 	message := "the release notes do not say whether an MPP must be restarted to read the new ccxml.jsi sizes: upgrader restarts " +

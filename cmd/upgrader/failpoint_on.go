@@ -13,7 +13,9 @@ import (
 
 // failpoint stops the process at a named point for crash tests, when
 // UPGRADER_FAILPOINT is "point:step". UPGRADER_FAILPOINT_ACTION says how:
-// pause (write UPGRADER_FAILPOINT_MARK and wait to be killed), kill
+// pause (write UPGRADER_FAILPOINT_MARK and wait to be killed), wait (write
+// the mark, then go on once the test writes MARK.go: a test does
+// something to the world in between, such as cutting a connection), kill
 // (SIGKILL itself) or panic. UPGRADER_FAILPOINT_TRACE names a file that
 // every point passed is appended to, so that a sweep knows the points of
 // a run.
@@ -34,6 +36,12 @@ var failpoint = func(point, step string) {
 		os.Rename(mark+".tmp", mark)
 	}
 	switch os.Getenv("UPGRADER_FAILPOINT_ACTION") {
+	case "wait":
+		for mark := os.Getenv("UPGRADER_FAILPOINT_MARK") + ".go"; ; time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(mark); err == nil {
+				return
+			}
+		}
 	case "kill":
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	case "panic":

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"upgrader/testdata/simhost"
 )
 
 // The fault sweep: every procedure of the catalog is driven to completion
@@ -45,10 +47,15 @@ type scenario struct {
 	hosts []string
 	args  []string
 	gates map[string][]string // failed gate step → simulator tool to run
+	// remote puts the first host's MPPs on their own servers (the test
+	// sshd), changed over SSH.
+	remote []simhost.RemoteMPP
 }
 
 var scenarios = []scenario{
 	{name: "pom-upgrade", hosts: []string{"pom"}},
+	{name: "pom-upgrade-remote-mpps", hosts: []string{"pom"}, remote: []simhost.RemoteMPP{
+		{Name: "mpp1", Host: "127.0.0.5", Patch: "7.2.0.0.1202"}, {Name: "mpp2", Host: "127.0.0.6"}}},
 	{name: "pom-install", hosts: []string{"pombare"}, args: []string{"--with", "help-library"}},
 	{name: "pc-upgrade", hosts: []string{"pc41"}},
 	{name: "pc-install", hosts: []string{"pcbare"}, args: []string{"--with", "supervisor"},
@@ -87,6 +94,9 @@ func newFleet(t *testing.T, sc scenario) *fleet {
 	f := &fleet{t: t, sc: sc, dir: t.TempDir(), crashes: map[int]crashAt{}, operated: map[string]bool{}}
 	for _, h := range sc.hosts {
 		f.sims = append(f.sims, newSimHost(t, h))
+	}
+	if len(sc.remote) > 0 {
+		f.sims[0].remoteMPPs(sc.remote...)
 	}
 	f.exported = filepath.Join(f.dir, "run.json")
 	return f
@@ -177,6 +187,12 @@ func (f *fleet) pointsOf(s *sim, args []string) []string {
 	}
 	clone.root, clone.profile, clone.state = filepath.Join(clone.dir, "root"), filepath.Join(clone.dir, "profile.yaml"), filepath.Join(clone.dir, "state")
 	os.Chmod(filepath.Join(clone.root, "etc/upgrader/pgpass"), 0o600)
+	os.Chmod(filepath.Join(clone.root, "etc/upgrader/ssh/id_ed25519"), 0o600)
+	// A remote MPP's config is an absolute path of this machine: the
+	// clone's profile names the clone's files, never the original's.
+	if b, err := os.ReadFile(clone.profile); err == nil {
+		os.WriteFile(clone.profile, []byte(strings.ReplaceAll(string(b), s.dir, clone.dir)), 0o644)
+	}
 	args = slices.Clone(args)
 	for i, a := range args {
 		if a == f.exported {
@@ -404,9 +420,35 @@ func TestFaultPointsEveryProcedure(t *testing.T) {
 				}
 			}
 		}
+		if len(sc.remote) > 0 {
+			// The remote writer's own points: the backup and the edit on
+			// the MPP, each cut after its temporary file is durable.
+			for _, want := range []string{"mpp-backup-before-rename:mpp-config-mpp2", "mpp-config-before-rename:mpp-config-mpp2"} {
+				if !slices.ContainsFunc(b.points, func(pts []string) bool { return slices.Contains(pts, want) }) {
+					t.Errorf("%s does not pass %s", sc.name, want)
+				}
+			}
+		}
 		if !fullFaults() {
 			rng.Shuffle(len(cases), func(i, j int) { cases[i], cases[j] = cases[j], cases[i] })
-			cases = cases[:min(len(cases), 6)]
+			var sample []faultCase
+			for _, c := range cases {
+				for _, cr := range c.crashes {
+					// Every sample cuts the remote writer once on each side.
+					if strings.HasPrefix(cr.point, "mpp-") && strings.HasSuffix(cr.point, ":mpp-config-mpp2") && cr.action == "kill" {
+						sample = append(sample, c)
+					}
+				}
+			}
+			for _, c := range cases {
+				if len(sample) >= 6+2*min(len(sc.remote), 1) {
+					break
+				}
+				if !slices.ContainsFunc(sample, func(o faultCase) bool { return o.String() == c.String() }) {
+					sample = append(sample, c)
+				}
+			}
+			cases = sample
 		}
 		for _, c := range cases {
 			t.Run(strings.NewReplacer(":", "@", " ", "_", "#", "").Replace(c.String()), func(t *testing.T) {

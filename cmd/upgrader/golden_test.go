@@ -80,6 +80,18 @@ func goldenFacts(host string, prof profile.Profile) orchestrator.Facts {
 			f[orchestrator.MediaFileFact("UsingPOM.zip")] = orchestrator.Fact{Value: strconv.FormatInt(bareHelpZipSize, 10), Source: "/media/UsingPOM.zip"}
 		}
 		f[orchestrator.FactDBExists] = orchestrator.Fact{Value: exists, Source: "psql localhost:5432/pom", Volatile: true}
+		// Each MPP as steps.GatherFacts reads it: reached (here, or over
+		// SSH), its file as the simulated host ships it.
+		for _, m := range prof.MPPs {
+			where := "this server"
+			if !m.OnThisServer("golden-host") {
+				host, port, user := prof.SSHTarget(m)
+				where = user + "@" + host + ":" + strconv.Itoa(port)
+			}
+			f[orchestrator.MPPFact(m.Name, orchestrator.MPPReachable)] = orchestrator.Fact{Value: "true", Source: where}
+			f[orchestrator.MPPFact(m.Name, orchestrator.MPPFactRuntimeSize)] = orchestrator.Fact{Value: "16777216", Source: where + " " + m.Config, Volatile: true}
+			f[orchestrator.MPPFact(m.Name, orchestrator.MPPFactContextSize)] = orchestrator.Fact{Value: "", Source: where + " " + m.Config, Volatile: true}
+		}
 	}
 	pc := func(model, version, components string) {
 		f[orchestrator.FactHostModel] = orchestrator.Fact{Value: model, Source: dmiModel}
@@ -190,6 +202,14 @@ var goldenCases = []goldenCase{
 	{name: "pom-upgrade-no-mpps-listed-overridden", host: "pom", profile: func(p *profile.Profile) { p.MPPs = nil },
 		override: map[string]string{"mpp-none-listed": "sizes set by hand on both MPPs"}},
 	{name: "pom-upgrade-mpp-on-another-server", host: "pom", profile: func(p *profile.Profile) { p.MPPs[1].Host = "mpp2.site.example" }},
+	{name: "pom-upgrade-three-mpps-one-unreachable-blocked", host: "pom", profile: threeRemoteMPPs,
+		assume: []string{"mpp.mpp3.reachable=false", "mpp.mpp3.error=ssh root@mpp3.site.example:22: dial tcp: connection refused"}},
+	{name: "pom-upgrade-three-mpps-one-unreachable-overridden", host: "pom", profile: threeRemoteMPPs,
+		assume:   []string{"mpp.mpp3.reachable=false", "mpp.mpp3.error=ssh root@mpp3.site.example:22: dial tcp: connection refused"},
+		override: map[string]string{"mpp-unreachable-mpp3": "changed by hand by the EP team"}},
+	{name: "pom-upgrade-mpp-patch-read-on-each-mpp", host: "pom", profile: versionedMPPs,
+		assume: []string{"mpp.mpp1.patch=7.2.0.0.1202", "mpp.mpp2.patch=7.2.0.0.1100"}},
+	{name: "pom-upgrade-with-mpp-restart", host: "pom", with: []string{"mpp-restart"}},
 	{name: "pom-upgrade-ep-7.2.0-with-only-7.2.1-patch-blocked", host: "pom", assume: []string{"ep.mpp_patch=7.2.1.0.0622"}},
 	{name: "pom-upgrade-ep-7.2.0-later-patch", host: "pom", assume: []string{"ep.mpp_patch=7.2.0.0.1300"}},
 	{name: "pom-upgrade-ep-7.2.1-with-7.3-patch-blocked", host: "pom", assume: []string{"ep.version=7.2.1", "ep.mpp_patch=7.3.0.0.0100"}},
@@ -249,6 +269,24 @@ func goldenPlan(t *testing.T, c goldenCase) orchestrator.Plan {
 		t.Fatal(err)
 	}
 	return plan
+}
+
+// threeRemoteMPPs puts the profile's MPPs on their own servers, with a
+// third one, reached over SSH as the ssh section says.
+func threeRemoteMPPs(p *profile.Profile) {
+	p.SSH = profile.SSH{KeyFile: "/etc/upgrader/id_ed25519", KnownHosts: "/etc/upgrader/known_hosts"}
+	p.MPPs = append(p.MPPs, profile.MPP{Name: "mpp3", Config: p.MPPs[0].Config})
+	for i := range p.MPPs {
+		p.MPPs[i].Host = p.MPPs[i].Name + ".site.example"
+	}
+	p.MPPs[1].Port, p.MPPs[1].User = 2222, "avaya"
+}
+
+// versionedMPPs reads each MPP's patch level on the MPP.
+func versionedMPPs(p *profile.Profile) {
+	for i := range p.MPPs {
+		p.MPPs[i].Version = profile.VersionSource{File: "/opt/Avaya/ExperiencePortal/MPP/config/mpp.version", Pattern: `Patch=(\S+)`}
+	}
 }
 
 func TestGolden(t *testing.T) {

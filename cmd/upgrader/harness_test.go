@@ -18,6 +18,7 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/testdata/simhost"
+	"upgrader/testdata/sshd"
 )
 
 // binary is the upgrader built with failpoints for the tests that drive the
@@ -60,6 +61,7 @@ func TestMain(m *testing.M) {
 	if len(canary.places) > 0 {
 		fmt.Println(canaryFigure())
 	}
+	sshd.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -125,6 +125,19 @@ func runsOnLabel(role string) string {
 	return role
 }
 
+// stepWhere names the server a step acts on: an MPP's own server for its
+// step over SSH (cut to fit the table; its title names it whole), else
+// the server that runs it.
+func stepWhere(s orchestrator.StepSpec) string {
+	if h := s.Params["host"]; h != "" && strings.HasPrefix(s.ID, "mpp-") {
+		if r := []rune(h); len(r) > maxHostColumn {
+			return string(r[:maxHostColumn-1]) + "…"
+		}
+		return h
+	}
+	return runsOnLabel(s.RunsOn)
+}
+
 // refText is one vendor reference: the document and its section in
 // quotes, the material ID and release notes a PC step follows, the guide
 // the section sends the reader to.
@@ -340,6 +353,9 @@ func printFindings(w io.Writer, paint func(string) string, title, mark string, f
 	}
 }
 
+// maxHostColumn is the widest MPP server name kept in the step table.
+const maxHostColumn = 13
+
 // maxIDColumn is the widest step id kept in its table column; a longer
 // one gets a row of its own so the table stays within lineWidth.
 const maxIDColumn = 26
@@ -352,7 +368,7 @@ func printStepTable(w io.Writer, p orchestrator.Plan, c palette) {
 		if s.Downtime {
 			svc = "DOWN"
 		}
-		rows[i] = []string{strconv.Itoa(i + 1), s.ID, kindLabel(s.Kind), runsOnLabel(s.RunsOn), svc, string(s.Skip), sourceLabel(s.Source)}
+		rows[i] = []string{strconv.Itoa(i + 1), s.ID, kindLabel(s.Kind), stepWhere(s), svc, string(s.Skip), sourceLabel(s.Source)}
 	}
 	widths := make([]int, len(header))
 	for i, h := range header {
