@@ -28,9 +28,30 @@ fingerprint() { "$bin" plan -o json "$@" | sed -n 's/.*"fingerprint": "sha256:\(
 
 case $procedure in
 pom-3.1.1-sp1-upgrade)
-	host pom
+	# With an OpenSSH server here, MPP mpp2 runs on its own "server" (a
+	# local sshd on 127.0.0.2) and upgrader changes it over SSH.
+	remote_mpp=
+	if [ -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ]; then
+		go build -o "$work/mksim" ./testdata/simhost/mksim
+		"$work/mksim" -serve-mpps pom "$work/pom" >/dev/null &
+		mksim_pid=$!
+		trap 'kill "$mksim_pid" 2>/dev/null; wait "$mksim_pid" 2>/dev/null' EXIT
+		for _ in $(seq 200); do [ -e "$work/pom/mpp-sshd.ready" ] && break; sleep 0.05; done
+		[ -e "$work/pom/mpp-sshd.ready" ] || { echo "demo: the MPP's sshd did not start" >&2; exit 1; }
+		remote_mpp=$(cut -d' ' -f3 "$work/pom/mpp-sshd.ready")
+		echo 0.3 >"$work/pom/root/sim/control/delay"
+		export UPGRADER_PROFILE=$work/pom/profile.yaml UPGRADER_STATE_DIR=$work/pom/state
+	else
+		host pom
+	fi
 	banner "A simulated POM 3.1.1 server in $work/pom"
 	grep POMVersion "$work/pom/root/opt/Avaya/avpom/POManager/config/version.properties"
+	if [ -n "$remote_mpp" ]; then
+		echo "MPPs: mpp1 on this server (local files); mpp2 on its own server, $(cut -d' ' -f2 "$work/pom/mpp-sshd.ready") over SSH" \
+			"(a local sshd; its host key in root/etc/upgrader/ssh/known_hosts)"
+	else
+		echo "MPPs: mpp1 and mpp2 on this server (local files): no OpenSSH server here (or not root) to put one on its own server"
+	fi
 	echo "media: $(ls "$work/pom/root/media" | paste -sd" " -)"
 	banner "1. Before the window: the dry-run plan (changes nothing)"
 	up plan
@@ -51,6 +72,11 @@ pom-3.1.1-sp1-upgrade)
 	echo "mpp1 mppconfig.xml changes (original kept as mppconfig.xml.upgrader-orig):"
 	diff "$work/pom/root/opt/Avaya/ExperiencePortal/mpp1/config/mppconfig.xml.upgrader-orig" \
 		"$work/pom/root/opt/Avaya/ExperiencePortal/mpp1/config/mppconfig.xml" || true
+	if [ -n "$remote_mpp" ]; then
+		echo "mpp2 (changed over SSH) mppconfig.xml changes, on its server:"
+		diff "$remote_mpp/config/mppconfig.xml.upgrader-orig" "$remote_mpp/config/mppconfig.xml" || true
+		echo "upgrader's copies of the originals: $(ls "$UPGRADER_STATE_DIR"/artifacts/*/ | paste -sd' ' -)"
+	fi
 	echo "database backup: $(ls "$work/pom/root/var/backups/upgrader")"
 	echo "service log: $(grep service "$work/pom/root/var/log/sim-ledger.log" | paste -sd, -)"
 	up journal
