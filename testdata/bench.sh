@@ -115,3 +115,9 @@ awk -v b="$bundle_ms" -v t="$tar_ms" -v bc="$bundle_cpu" -v tc="$tar_cpu" -v bb=
 	printf "\nsupport bundle of 500 MB of POM logs (%s CPUs): upgrader bundle %.2f s, tar czf %.2f s: %.1fx faster (target 4x)\n", cpus, b / 1000, t / 1000, t / b
 	printf "  CPU time: bundle %.2f s, tar czf %.2f s; archive %.1f MB, tar czf %.1f MB: %+.1f%% (target at most +10%%)\n", bc / 1000, tc / 1000, bb / 1e6, tb / 1e6, (bb / tb - 1) * 100
 	printf "  bundle peak RSS %.1f MB (target under 100 MB)\n", rss / 1024 }'
+
+# MPPs on other servers: a plan with 20 remote MPPs against one with 1,
+# and the remote edit of one MPP against `ssh cat` + `ssh 'cat > tmp && mv'`,
+# on one real sshd on loopback (see testdata/mppbench).
+go build -o "$bwork/mppbench" ./testdata/mppbench
+"$bwork/mppbench" "$bin" 7

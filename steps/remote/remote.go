@@ -232,6 +232,7 @@ func dial(ctx context.Context, cfg Config, t Target) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s: %w", t, connectError(err, timeout))
 	}
+	nc = newQuickAckConn(nc)
 	// The handshake, the login and the SFTP start share the limit.
 	deadline, _ := ctx.Deadline()
 	nc.SetDeadline(deadline)

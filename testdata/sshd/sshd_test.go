@@ -61,3 +61,42 @@ func TestServerAnswersEachHostAndDropsAKilledSession(t *testing.T) {
 	}
 	sess.Close()
 }
+
+// TestServerOfMoreHostsThanOneSSHDListensOn: 17 addresses, past OpenSSH's
+// 16 listening sockets, still answer as one server (same port, same key),
+// and Close stops every sshd.
+func TestServerOfMoreHostsThanOneSSHDListensOn(t *testing.T) {
+	s, err := Start(17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(s.daemons) != 2 {
+		t.Errorf("%d sshd processes, want 2", len(s.daemons))
+	}
+	kh := t.TempDir() + "/known_hosts"
+	if err := s.WriteKnownHosts(kh); err != nil {
+		t.Fatal(err)
+	}
+	cb, err := knownhosts.New(kh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{s.Hosts[0], s.Hosts[15], s.Hosts[16]} {
+		c, err := ssh.Dial("tcp", s.Addr(h), &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(s.UserSigner)},
+			HostKeyCallback: cb, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", h, err, s.LogTail())
+		}
+		c.Close()
+	}
+	daemons := s.daemons
+	s.Close()
+	for _, d := range daemons {
+		select {
+		case <-d.exited:
+		default:
+			t.Errorf("sshd %d still runs after Close", d.cmd.Process.Pid)
+		}
+	}
+}
