@@ -145,25 +145,14 @@ func pcOptional(in PlanInput, p *Plan, flow, runsOn string) {
 // and returns its release (major.minor.patch); only 4.1 and 4.1.1 go on,
 // and 4.1.2 for a migration whose blocker is overridden.
 func pcFrom(in PlanInput, p *Plan, flow string) (Version, bool) {
-	const why = "the document's rules depend on the installed dialer release; upgrader will not guess it"
 	p.To = pc412.String()
-	raw, ok := in.Facts.Get(FactPCVersion)
-	if !ok || raw == "" {
-		p.From = "unknown"
-		p.Blockers = append(p.Blockers, Finding{ID: "pc-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
-			Source: SourceUpgrader, Rationale: why,
-			Message: "cannot read the installed PC Dialer version: check pc.products.dialer in the site profile, or say it with --assume pc.version=X"})
+	from, ok := readInstalled(in, p, installedReading{fact: FactPCVersion, blocker: "pc-version-unknown",
+		why:     "the document's rules depend on the installed dialer release; upgrader will not guess it",
+		missing: "cannot read the installed PC Dialer version: check pc.products.dialer in the site profile, or say it with --assume pc.version=X",
+		bad:     "installed PC Dialer version %q: %v"})
+	if !ok {
 		return Version{}, false
 	}
-	from, err := ParseVersion(raw)
-	if err != nil {
-		p.From = raw
-		p.Blockers = append(p.Blockers, Finding{ID: "pc-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
-			Source: SourceUpgrader, Rationale: why,
-			Message: fmt.Sprintf("installed PC Dialer version %q: %v", raw, err)})
-		return Version{}, false
-	}
-	p.From = from.String()
 	rel := from.Base()
 	if !from.Equal(rel) {
 		p.Notes = append(p.Notes, Finding{ID: "pc-version-read-as-release", Severity: SeverityNote, Skip: SkipNever,

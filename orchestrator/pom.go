@@ -165,24 +165,13 @@ func buildPOMUpgrade(in PlanInput, p *Plan) {
 // it cannot read blocks; one in the POM.MM.mm.pp.SS.hh.bbb form gets a note
 // saying how it was read.
 func pomInstalled(in PlanInput, p *Plan) (Version, bool) {
-	const why = "the release notes' rules depend on the installed POM version; upgrader will not guess it"
-	raw, ok := in.Facts.Get(FactPOMVersion)
-	if !ok || raw == "" {
-		p.From = "unknown"
-		p.Blockers = append(p.Blockers, Finding{ID: "pom-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
-			Source: SourceUpgrader, Rationale: why,
-			Message: "cannot read the installed POM version: check pom.version in the site profile, or say it with --assume pom.version=X"})
+	from, ok := readInstalled(in, p, installedReading{fact: FactPOMVersion, blocker: "pom-version-unknown",
+		why:     "the release notes' rules depend on the installed POM version; upgrader will not guess it",
+		missing: "cannot read the installed POM version: check pom.version in the site profile, or say it with --assume pom.version=X",
+		bad:     "installed POM version %q is not a version upgrader knows: %v"})
+	if !ok {
 		return Version{}, false
 	}
-	from, err := ParseVersion(raw)
-	if err != nil {
-		p.From = raw
-		p.Blockers = append(p.Blockers, Finding{ID: "pom-version-unknown", Severity: SeverityBlocker, Skip: SkipNever,
-			Source: SourceUpgrader, Rationale: why,
-			Message: fmt.Sprintf("installed POM version %q is not a version upgrader knows: %v", raw, err)})
-		return Version{}, false
-	}
-	p.From = from.String()
 	if from.Product() == "POM" {
 		p.Notes = append(p.Notes, Finding{ID: "pom-version-form", Severity: SeverityNote, Skip: SkipNever,
 			Source: SourceUpgrader,

@@ -400,3 +400,36 @@ func (v *Version) UnmarshalText(text []byte) error {
 	*v = p
 	return nil
 }
+
+// installedReading says how a plan reads an installed product's version
+// and what it says when it cannot.
+type installedReading struct {
+	fact    string
+	blocker string // the finding's ID
+	why     string // the blocker's rationale
+	missing string // the message when the fact is absent
+	bad     string // the message (with %q and %v) when it does not parse
+}
+
+// readInstalled reads the installed version the fact holds into p.From;
+// one it cannot read is a blocker (upgrader will not guess it).
+func readInstalled(in PlanInput, p *Plan, r installedReading) (Version, bool) {
+	block := func(msg string) {
+		p.Blockers = append(p.Blockers, Finding{ID: r.blocker, Severity: SeverityBlocker, Skip: SkipNever,
+			Source: SourceUpgrader, Rationale: r.why, Message: msg})
+	}
+	raw, ok := in.Facts.Get(r.fact)
+	if !ok || raw == "" {
+		p.From = "unknown"
+		block(r.missing)
+		return Version{}, false
+	}
+	from, err := ParseVersion(raw)
+	if err != nil {
+		p.From = raw
+		block(fmt.Sprintf(r.bad, raw, err))
+		return Version{}, false
+	}
+	p.From = from.String()
+	return from, true
+}
