@@ -50,6 +50,9 @@ func (d doc) recovery(b *mdb) {
 			b.p("Upgrader's own reading, not the document's: no step of this plan changes the old server after its backup, so until the " +
 				"cut-over the old server is the way back. Calls and list changes made on the old server after the backup are not on the new one.")
 		case "pc-4.1.2-upgrade":
+			if d.pnr < 0 {
+				break
+			}
 			b.p("Upgrader's own judgement, not the document's: the document describes no way back from the 4.1.2 Dialer, so %s is the point "+
 				"of no return; this plan takes no backup of its own, as the document names none: take the site's usual backup of the server before the window.",
 				esc(d.pnrStep()))
