@@ -553,3 +553,23 @@ func pomMediaFindings(in PlanInput, p *Plan) {
 			"an incomplete copy or another release; download it again before using it")
 	}
 }
+
+// ListedFile is a file of the release notes' file list and its size.
+type ListedFile struct {
+	Name string
+	Size int64
+	// Fact is the fact holding the size of the file found in media.dir.
+	Fact string
+}
+
+// POMFileList is the release notes' file list: the SP1 ISO, its two
+// signature files, and the other files, with their listed sizes.
+func POMFileList() []ListedFile {
+	out := []ListedFile{{pomSP1ISOName, pomSP1ISOSize, FactMediaSize},
+		{pomSP1ISOName + ".sha256.crt", pomCrtSize, FactMediaCrtSize},
+		{pomSP1ISOName + ".sha256.sig", pomSigSize, FactMediaSigSize}}
+	for _, f := range pomListedFiles {
+		out = append(out, ListedFile{f.name, f.size, MediaFileFact(f.name)})
+	}
+	return out
+}

@@ -34,6 +34,8 @@ type Service interface {
 	// Status is the run named (the active one, else the latest, for "").
 	Status(ctx context.Context, runID string) (Status, error)
 	Journal(ctx context.Context, runID string, after uint64) ([]JournalEntry, error)
+	// StepTimes measures the steps of the procedure's completed runs.
+	StepTimes(ctx context.Context, procedure string) (StepTimes, error)
 	// Watch streams notices of the run being carried out from the one
 	// after seq `after` (Status's NoticeSeq: from then on); a "stopped"
 	// notice says nothing executes the run any more. The channel closes

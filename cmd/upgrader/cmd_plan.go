@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/api"
+	"upgrader/orchestrator/mop"
+	"upgrader/state"
 )
 
 func newPlanCmd(a *app) *cobra.Command {
@@ -28,11 +35,23 @@ the fingerprint.
 why, the vendor material, its safety properties, parameters and instructions
 (-o json: the step as the plan holds it). The exit code is the plan's.
 
+-o markdown and -o html write the plan as a Method of Procedure for the
+change advisory board: site, procedure, from → to, the fingerprint and the
+command that runs exactly this plan, prerequisites and blockers, warnings,
+media, each step with who does it, what the operator types, its source and
+its expected duration (the median of earlier completed runs of the
+procedure in the state, else unknown), the point of no return and the
+downtime window on a timeline, the recovery statement and a sign-off table.
+The HTML is one self-contained page: print it to PDF from a browser.
+
 ` + exitCodesHelp,
 		Example: `  upgrader plan --profile /etc/upgrader/site.yaml
   upgrader plan --profile site.yaml -o json
   upgrader plan --profile site.yaml --assume pom.version=3.1.0      # what if?
-  upgrader plan --profile site.yaml --explain upgrade-pom`,
+  upgrader plan --profile site.yaml --explain upgrade-pom
+  upgrader plan --profile site.yaml -o markdown > MOP.md        # Method of Procedure
+  upgrader plan --profile site.yaml -o html > MOP.html          # print it to PDF
+  chromium --headless --print-to-pdf=MOP.pdf MOP.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			plan, err := a.plan(cmd, &pf)
@@ -41,13 +60,21 @@ why, the vendor material, its safety properties, parameters and instructions
 			}
 			out := cmd.OutOrStdout()
 			if cmd.Flags().Changed("explain") {
+				if a.output == "markdown" || a.output == "html" {
+					return usagef("--explain prints text or json; -o %s writes the whole plan as a Method of Procedure", a.output)
+				}
 				return a.explainStep(out, plan, explain)
 			}
-			if a.output == "json" {
+			switch a.output {
+			case "markdown", "html":
+				if err := a.writeMOP(cmd, &pf, plan); err != nil {
+					return err
+				}
+			case "json":
 				if err := writeJSON(out, plan); err != nil {
 					return err
 				}
-			} else {
+			default:
 				printPlan(out, plan)
 				if len(plan.Blockers) == 0 && !plan.NothingToDo {
 					fmt.Fprintln(out)
@@ -131,30 +158,7 @@ func (a *app) nextRunLines(cmd *cobra.Command, pf *planFlags, plan orchestrator.
 			return hanging("Next: ", "this is a what-if plan (--assume): plan again without --assume before running it")
 		}
 	}
-	args := []string{"upgrader", "run", "--profile", shellQuote(a.profilePath)}
-	if cmd.Flags().Changed("state-dir") {
-		args = append(args, "--state-dir", shellQuote(a.stateDir))
-	}
-	if pf.procedure != "" {
-		args = append(args, "--procedure", shellQuote(plan.Procedure))
-	}
-	if len(plan.Inputs.With) > 0 {
-		args = append(args, "--with", shellQuote(strings.Join(plan.Inputs.With, ",")))
-	}
-	for _, o := range pf.override {
-		args = append(args, "--override", shellQuote(o))
-	}
-	args = append(args, "--expect-fingerprint", orchestrator.ShortFingerprint(plan.Fingerprint))
-	// Keep each flag with its value on one line.
-	var words []string
-	for i := 0; i < len(args); i++ {
-		if strings.HasPrefix(args[i], "--") && i+1 < len(args) {
-			words = append(words, args[i]+" "+args[i+1])
-			i++
-			continue
-		}
-		words = append(words, args[i])
-	}
+	words := mop.RunArgs(a.invocation(cmd, pf), plan)
 	var lines []string
 	line := "Next: " + words[0]
 	for _, wd := range words[1:] {
@@ -168,12 +172,53 @@ func (a *app) nextRunLines(cmd *cobra.Command, pf *planFlags, plan orchestrator.
 	return append(lines, line)
 }
 
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./,:=@+%", r))
-	}) < 0 {
-		return s
+// invocation is how this plan was asked for, for the command that runs it.
+func (a *app) invocation(cmd *cobra.Command, pf *planFlags) mop.Invocation {
+	inv := mop.Invocation{Profile: a.profilePath, Procedure: pf.procedure != "", Overrides: pf.override, Assume: pf.assume}
+	if cmd.Flags().Changed("state-dir") {
+		inv.StateDir = a.stateDir
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return inv
 }
+
+// writeMOP writes the plan as a Method of Procedure (-o markdown, -o
+// html), with the step times of the procedure's earlier runs.
+func (a *app) writeMOP(cmd *cobra.Command, pf *planFlags, plan orchestrator.Plan) error {
+	in := mop.Input{Plan: plan, Run: a.invocation(cmd, pf), Version: version, Generated: time.Now()}
+	in.Times, in.TimesNote = a.stepTimes(cmd, plan.Procedure)
+	if a.output == "html" {
+		return mop.HTML(cmd.OutOrStdout(), in)
+	}
+	return mop.Markdown(cmd.OutOrStdout(), in)
+}
+
+// stepTimes asks the run service how long the procedure's steps took
+// before: the daemon's, else the state in this process when there is
+// one. A state that cannot be read leaves the durations unknown, saying
+// why: the MOP is still written.
+func (a *app) stepTimes(cmd *cobra.Command, procedure string) (orchestrator.StepTimes, string) {
+	up, err := api.Up(a.socket)
+	if err == nil && !up {
+		if _, err := os.Stat(filepath.Join(a.stateDir, state.FileName)); errors.Is(err, fs.ErrNotExist) {
+			return orchestrator.StepTimes{}, "no state in " + a.stateDir + ": no earlier run to measure"
+		}
+	}
+	sess, err := a.session(cmd)
+	if err != nil {
+		return orchestrator.StepTimes{}, "earlier runs not read: " + firstLine(err.Error())
+	}
+	defer sess.close()
+	t, err := sess.svc.StepTimes(sess.ctx, procedure)
+	if err != nil {
+		return orchestrator.StepTimes{}, "earlier runs not read: " + firstLine(err.Error())
+	}
+	return t, ""
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string { return mop.ShellQuote(s) }

@@ -330,7 +330,11 @@ func TestGolden(t *testing.T) {
 		// Drop golden files no case writes any more.
 		entries, _ := os.ReadDir(goldenDir)
 		for _, e := range entries {
-			if !names[strings.TrimSuffix(strings.TrimSuffix(e.Name(), ".txt"), ".json")] {
+			base := e.Name()
+			for _, ext := range []string{".mop.md", ".txt", ".json"} {
+				base = strings.TrimSuffix(base, ext)
+			}
+			if !names[base] {
 				os.Remove(filepath.Join(goldenDir, e.Name()))
 			}
 		}

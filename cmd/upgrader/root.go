@@ -155,8 +155,14 @@ process.
 	f.StringVar(&a.profilePath, "profile", envOr("UPGRADER_PROFILE", "/etc/upgrader/site.yaml"), "site profile (YAML)")
 	f.StringVar(&a.socket, "socket", envOr("UPGRADER_SOCKET", "/run/upgrader/upgrader.sock"), "the daemon's control socket")
 	f.StringVar(&a.stateDir, "state-dir", envOr("UPGRADER_STATE_DIR", "/var/lib/upgrader"), "state directory")
-	f.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	f.StringVarP(&a.output, "output", "o", "text", "output format: text or json (plan: also markdown or html, a Method of Procedure)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cmd.Name() == "plan" && (a.output == "markdown" || a.output == "html") {
+			return nil
+		}
+		if cmd.Name() == "plan" && a.output != "text" && a.output != "json" {
+			return usagef("-o %q: use text, json, markdown or html", a.output)
+		}
 		if a.output != "text" && a.output != "json" {
 			return usagef("-o %q: use text or json", a.output)
 		}

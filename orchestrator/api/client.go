@@ -154,6 +154,13 @@ func (c *Client) Journal(ctx context.Context, runID string, after uint64) ([]orc
 	return entries, err
 }
 
+// StepTimes asks the daemon how long the procedure's steps took before.
+func (c *Client) StepTimes(ctx context.Context, procedure string) (orchestrator.StepTimes, error) {
+	var t orchestrator.StepTimes
+	err := c.do(ctx, "GET", "/v1/steptimes?procedure="+url.QueryEscape(procedure), nil, &t)
+	return t, err
+}
+
 // Watch follows the daemon's notices; the channel closes when ctx ends or
 // the daemon closes the stream (it stopped: the caller asks Status).
 func (c *Client) Watch(ctx context.Context, after uint64) (<-chan orchestrator.Notice, error) {

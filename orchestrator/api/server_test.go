@@ -61,6 +61,9 @@ func (emptyService) MarkExported(context.Context, orchestrator.MarkExportedReque
 func (emptyService) Import(context.Context, orchestrator.ImportRequest) (orchestrator.Status, error) {
 	return orchestrator.Status{}, errNoPlan
 }
+func (emptyService) StepTimes(context.Context, string) (orchestrator.StepTimes, error) {
+	return orchestrator.StepTimes{}, nil
+}
 func (emptyService) Status(context.Context, string) (orchestrator.Status, error) {
 	return orchestrator.Status{}, orchestrator.ErrNoActiveRun
 }

@@ -449,6 +449,28 @@ func (s *Service) Journal(ctx context.Context, runID string, after uint64) ([]or
 	return entries, err
 }
 
+// StepTimes measures how long each step took in the completed runs of
+// the procedure kept in the state.
+func (s *Service) StepTimes(ctx context.Context, procedure string) (orchestrator.StepTimes, error) {
+	if _, err := orchestrator.LookupProcedure(procedure); err != nil {
+		return orchestrator.StepTimes{}, err
+	}
+	ids, err := s.db.Runs()
+	if err != nil {
+		return orchestrator.StepTimes{}, err
+	}
+	var runs []orchestrator.Run
+	var recs [][]orchestrator.StepRecord
+	for _, id := range ids {
+		run, r, err := s.db.LoadRun(id)
+		if err != nil {
+			return orchestrator.StepTimes{}, err
+		}
+		runs, recs = append(runs, run), append(recs, r)
+	}
+	return orchestrator.MeasureStepTimes(procedure, runs, recs), nil
+}
+
 // Watch streams the notices of the run being carried out.
 func (s *Service) Watch(ctx context.Context, after uint64) (<-chan orchestrator.Notice, error) {
 	in, stop := s.sup.Subscribe(after)
