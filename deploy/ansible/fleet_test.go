@@ -340,3 +340,15 @@ func checkReport(t *testing.T, work string, hosts []host, bin, from string) {
 		}
 	}
 }
+
+// TestLint runs ansible-lint (Debian's) on the playbook and the role.
+func TestLint(t *testing.T) {
+	lint := needTool(t, "ansible-lint")
+	cmd := exec.Command(lint, "--offline", "--nocolor", "fleet.yml", "roles/upgrader")
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "ANSIBLE_LOCAL_TEMP="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ansible-lint: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
