@@ -166,7 +166,7 @@ func TestFleet(t *testing.T) {
 	fmt.Fprintf(&inv, "upgrader_hosts:\n  vars:\n")
 	for k, v := range map[string]string{
 		"ansible_user": "root", "ansible_port": strconv.Itoa(srv.Port), "ansible_ssh_private_key_file": srv.UserKey,
-		"ansible_ssh_common_args": "-o UserKnownHostsFile=" + known + " -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+		"ansible_ssh_common_args":    "-o UserKnownHostsFile=" + known + " -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
 		"ansible_python_interpreter": "/usr/bin/python3", "upgrader_install": "binary", "upgrader_binary_src": bin,
 		"upgrader_manage_service": "false", "upgrader_poll_interval": "1", "upgrader_run_timeout": "120",
 		"upgrader_report_dir": filepath.Join(work, "reports"),
