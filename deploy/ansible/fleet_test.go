@@ -46,9 +46,9 @@ type host struct {
 	socket, bin     string
 }
 
-// bin builds upgrader as make build does (static).
-func build(t *testing.T, out string) {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=fleet-test", "-o", out, "./cmd/upgrader")
+// build builds a program as make build does (static).
+func build(t *testing.T, out, pkg string) {
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=fleet-test", "-o", out, pkg)
 	cmd.Dir = moduleRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if res, err := cmd.CombinedOutput(); err != nil {
@@ -149,7 +149,9 @@ func TestFleet(t *testing.T) {
 	root := moduleRoot(t)
 	work := t.TempDir()
 	bin := filepath.Join(work, "upgrader")
-	build(t, bin)
+	build(t, bin, "./cmd/upgrader")
+	mksim := filepath.Join(work, "mksim")
+	build(t, mksim, "./testdata/simhost/mksim")
 
 	srv, err := sshd.Start(3)
 	if err != nil {
@@ -176,8 +178,7 @@ func TestFleet(t *testing.T) {
 	fmt.Fprintf(&inv, "  hosts:\n")
 	for i, name := range []string{"pom-a", "pom-b", "pom-c"} {
 		dir := filepath.Join(work, name)
-		mk := exec.Command("go", "run", "./testdata/simhost/mksim", "pom", dir)
-		mk.Dir = root
+		mk := exec.Command(mksim, "pom", dir)
 		if out, err := mk.CombinedOutput(); err != nil {
 			t.Fatalf("mksim: %v\n%s", err, out)
 		}
@@ -223,17 +224,25 @@ func TestFleet(t *testing.T) {
 	}
 	from := hosts[0].pomVersion(t)
 
+	// UPGRADER_FLEET_LOGS=DIR keeps each play's output there, with the
+	// time of each task.
+	callbacks := ""
+	if os.Getenv("UPGRADER_FLEET_LOGS") != "" {
+		callbacks = "ansible.posix.profile_tasks"
+	}
 	play := func(extra ...string) (string, map[string]recap, error) {
 		args := append([]string{"-i", inventory, filepath.Join(root, "deploy/ansible/fleet.yml")}, extra...)
 		cmd := exec.Command(playbook, args...)
 		cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_PIPELINING=True", "ANSIBLE_RETRY_FILES_ENABLED=False",
 			"ANSIBLE_LOCAL_TEMP="+filepath.Join(work, "ansible-local"), "ANSIBLE_HOME="+filepath.Join(work, "ansible-home"),
-			"ANSIBLE_HOST_KEY_CHECKING=True", "HOME="+work)
+			"ANSIBLE_HOST_KEY_CHECKING=True", "HOME="+work, "ANSIBLE_CALLBACKS_ENABLED="+callbacks)
 		cmd.Dir = work // no ansible.cfg of the checkout or the user
 		t0 := time.Now()
 		out, err := cmd.CombinedOutput()
 		t.Logf("ansible-playbook %s: %v in %s", strings.Join(extra, " "), err, time.Since(t0).Round(time.Millisecond))
-		os.WriteFile(filepath.Join(work, fmt.Sprintf("play-%d.log", time.Now().UnixNano())), out, 0o600)
+		if dir := os.Getenv("UPGRADER_FLEET_LOGS"); dir != "" { // the plays' output, kept for a look
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("play-%d.log", time.Now().UnixNano())), out, 0o644)
+		}
 		return string(out), recaps(string(out)), err
 	}
 
