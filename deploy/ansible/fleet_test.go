@@ -46,9 +46,10 @@ type host struct {
 	socket, bin     string
 }
 
-// build builds a program as make build does (static).
+// build builds a program static, as make build does (without -trimpath:
+// the simulated host maker finds its tree by its source path).
 func build(t *testing.T, out, pkg string) {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=fleet-test", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=fleet-test", "-o", out, pkg)
 	cmd.Dir = moduleRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if res, err := cmd.CombinedOutput(); err != nil {
