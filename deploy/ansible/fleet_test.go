@@ -351,9 +351,15 @@ func checkReport(t *testing.T, work string, hosts []host, bin, from string) {
 	}
 }
 
-// TestLint runs ansible-lint (Debian's) on the playbook and the role.
+// TestLint runs ansible-lint (Debian's) on the playbook and the role, and
+// checks the sample inventory with the playbook.
 func TestLint(t *testing.T) {
 	lint := needTool(t, "ansible-lint")
+	check := exec.Command(needTool(t, "ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", "fleet.yml")
+	check.Env = append(os.Environ(), "HOME="+t.TempDir())
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", check, err, out)
+	}
 	cmd := exec.Command(lint, "--offline", "--nocolor", "fleet.yml", "roles/upgrader")
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "ANSIBLE_LOCAL_TEMP="+t.TempDir())
 	out, err := cmd.CombinedOutput()
