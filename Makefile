@@ -19,7 +19,7 @@ STATEDIR    := /var/lib/upgrader
 # whose PID 1 is systemd (/run/systemd/system exists: sd_booted(3)).
 LIVE_SYSTEMD = [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]
 
-.PHONY: all build deps test lint demo demo-daemon bench faults fuzz clean install uninstall
+.PHONY: all build deps test lint demo demo-daemon bench faults fuzz clean install uninstall package
 
 all: build
 
@@ -102,5 +102,12 @@ uninstall:
 	else echo "systemd not reloaded (DESTDIR set, or systemd is not PID 1 here): on the server run 'systemctl daemon-reload'"; fi
 	@echo "kept: $(STATEDIR) (the record of every run) and $(CONFDIR)/site.yaml if present"
 
+# The .deb and .rpm (deploy/package, nfpm as a library) in $(DIST). Their
+# version orders by commit count: each commit's packages upgrade the last.
+DIST       ?= dist
+PKGVERSION ?= 0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+package: build
+	$(GO) run ./deploy/package -bin $(BIN) -version $(PKGVERSION) -out $(DIST)
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
