@@ -82,6 +82,9 @@ func ReadCopy(dir string) (c Copied, cleanup func()) {
 		return c, cleanup
 	}
 	defer db.Close()
+	if db.Recovered != "" {
+		note("state opened at the commit before its last: %s", db.Recovered)
+	}
 	ids, err := db.Runs()
 	if err != nil {
 		note("runs not listed: %v", err)

@@ -57,6 +57,10 @@ type DB struct {
 	// Warn, when set, hears about a snapshot that could not be written:
 	// the state itself is committed, so the run goes on.
 	Warn func(error)
+	// Recovered says, when Open fell back to the older meta page (a torn
+	// last commit) or found the older one damaged, what happened; "" for
+	// an ordinary open. The journal of the latest run says it too.
+	Recovered string
 }
 
 var _ orchestrator.Store = (*DB)(nil)
