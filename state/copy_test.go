@@ -23,6 +23,7 @@ func TestReadCopy(t *testing.T) {
 	mustCreate(t, d, newUpdate("r1", orchestrator.StatePlanned, "a", "b"))
 	done := newUpdate("r1", orchestrator.StateRunning, "a", "b")
 	done.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepDone, Attempts: 1}}
+	done.Snapshot = true // a milestone: the snapshot has it
 	mustCommit(t, d, done)
 
 	c, cleanup = ReadCopy(dir) // held by d: from the snapshot

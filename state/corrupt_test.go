@@ -215,12 +215,12 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 			}
 		}
 	}
-	// Three flips in four land on a byte that is not zero, which is
+	// Seven flips in eight land on a byte that is not zero, which is
 	// likelier to be in use: bbolt writes pages from zeroed buffers.
 	for i := range flips {
 		b := bytes.Clone(good)
 		off := 2*page + rng.IntN(len(good)-2*page)
-		for i%4 != 0 && b[off] == 0 {
+		for i%8 != 0 && b[off] == 0 {
 			off = 2*page + rng.IntN(len(good)-2*page)
 		}
 		b[off] ^= 1 << rng.IntN(8)
@@ -238,9 +238,10 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 	}
 }
 
-// The state after each completed step is copied beside the state file, and
-// a damaged state file is replaced by it on request, the damaged one kept.
-func TestSnapshotAfterEachCompletedStep(t *testing.T) {
+// The state is copied beside the state file when a run is created and when
+// it ends (not after each completed step), and a damaged state file is
+// replaced by it on request, the damaged one kept.
+func TestSnapshotAtTheRunsMilestones(t *testing.T) {
 	dir := t.TempDir()
 	snap := filepath.Join(dir, SnapshotName)
 	d := openDB(t, dir)
@@ -259,6 +260,13 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	done := started
 	done.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepDone, Attempts: 1}}
 	mustCommit(t, d, done)
+	if !bytes.Equal(readFile(t, snap), before) {
+		t.Error("a completed step rewrote the snapshot")
+	}
+	ended := done
+	ended.Run.State = orchestrator.StateAborted
+	ended.Steps = nil
+	mustCommit(t, d, ended)
 	// The snapshot opens on its own and holds step a done.
 	cp := t.TempDir()
 	os.WriteFile(filepath.Join(cp, FileName), readFile(t, snap), 0o600)
@@ -305,7 +313,7 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	}
 	d = openDB(t, dir)
 	_, recs, err = d.LoadRun("r1")
-	if err != nil || recs[0].Status != orchestrator.StepDone || recs[1].Status != orchestrator.StepPending {
+	if run, _, _ := d.LoadRun("r1"); err != nil || recs[0].Status != orchestrator.StepDone || recs[1].Status != orchestrator.StepPending || run.State != orchestrator.StateAborted {
 		t.Fatalf("after restore: %+v %v", recs, err)
 	}
 	d.Close()

@@ -93,7 +93,13 @@ func (d *DB) jobKeys() (map[string]bool, error) {
 	if err := d.db.View(collect); err != nil {
 		return nil, err
 	}
-	return keys, d.archiveView(collect)
+	return keys, d.archivedSteps(func(r orchestrator.StepRecord) {
+		for name, key := range r.Saved {
+			if name == "job" || strings.HasPrefix(name, "job.") {
+				keys[key] = true
+			}
+		}
+	})
 }
 
 // recordFallback journals what Open did, in the latest run (when there is
@@ -129,6 +135,3 @@ func (d *DB) recordFallback(fb *metaFallback, readOnly bool) error {
 		return putJSON(b, indexKey(seq), j)
 	})
 }
-
-// archiveView runs fn on the archive of finished runs, if there is one.
-func (d *DB) archiveView(fn func(tx *bolt.Tx) error) error { return nil }
