@@ -449,6 +449,25 @@ func (s *Service) Journal(ctx context.Context, runID string, after uint64) ([]or
 	return entries, err
 }
 
+// History lists every run of the state, archived ones included, oldest
+// first. A run that cannot be read is listed with its id and why.
+func (s *Service) History(ctx context.Context) ([]orchestrator.RunSummary, error) {
+	ids, err := s.db.Runs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]orchestrator.RunSummary, 0, len(ids))
+	for _, id := range ids {
+		run, recs, err := s.db.LoadRun(id)
+		if err != nil {
+			out = append(out, orchestrator.RunSummary{ID: id, Reason: err.Error()})
+			continue
+		}
+		out = append(out, orchestrator.Summarize(run, recs))
+	}
+	return out, nil
+}
+
 // Watch streams the notices of the run being carried out.
 func (s *Service) Watch(ctx context.Context, after uint64) (<-chan orchestrator.Notice, error) {
 	in, stop := s.sup.Subscribe(after)
