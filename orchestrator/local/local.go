@@ -64,6 +64,9 @@ func Open(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	db.Failpoint, db.Warn = cfg.StateFailpoint, cfg.Warn
+	if db.Recovered != "" {
+		cfg.Log.Warn().Str("state", db.Path()).Msg(db.Recovered)
+	}
 	s := &Service{cfg: cfg, db: db, planner: cfg.Planner()}
 	s.eng = &orchestrator.Engine{Store: db, Log: cfg.Log, Failpoint: cfg.Failpoint}
 	if p, err := s.loadProfile(cfg.Profile); err == nil {
