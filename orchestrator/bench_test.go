@@ -144,3 +144,64 @@ func BenchmarkEngineNoopStepsAfterRuns(b *testing.B) {
 	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N*benchSteps), "ns/step")
 	b.ReportMetric(float64(create.Nanoseconds())/float64(b.N), "ns/create")
 }
+
+// BenchmarkEngineSideBySide takes turns, within each iteration, between a
+// run of the 50 no-op steps on a new state, one on the state holding 1,000
+// finished runs, and 50 writes of the fsync floor, so that all three meet
+// the same load on a shared disk. It reports each one's cost per step (or
+// per floor write).
+func BenchmarkEngineSideBySide(b *testing.B) {
+	dir, err := historyDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	full, err := state.Open(dir, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer full.Close()
+	floorFile, err := os.OpenFile(filepath.Join(b.TempDir(), "floor"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer floorFile.Close()
+	plan := noopPlan(benchSteps)
+	execute := func(db *state.DB, id string) time.Duration {
+		eng := &orchestrator.Engine{Store: db, Steps: noopFactory{}, Checker: noChecks{}}
+		if _, err := eng.Create(plan, id, "", "bench", testConsent); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		out, err := eng.Execute(context.Background(), id, orchestrator.ExecOptions{Actor: "bench"})
+		if err != nil || out.State != orchestrator.StateCompleted {
+			b.Fatalf("state %s: %v", out.State, err)
+		}
+		return time.Since(start)
+	}
+	buf := make([]byte, 200)
+	var empty, history, floor time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		db, err := state.Open(b.TempDir(), time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		empty += execute(db, "bench")
+		db.Close()
+		history += execute(full, fmt.Sprintf("20270101T090000Z-side%d-%05d", b.N, i))
+		start := time.Now()
+		for j := range benchSteps {
+			if _, err := floorFile.WriteAt(buf, int64(j%64)*200); err != nil {
+				b.Fatal(err)
+			}
+			if err := unix.Fdatasync(int(floorFile.Fd())); err != nil {
+				b.Fatal(err)
+			}
+		}
+		floor += time.Since(start)
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N*benchSteps) }
+	b.ReportMetric(per(empty), "ns/step-empty")
+	b.ReportMetric(per(history), "ns/step-1000runs")
+	b.ReportMetric(per(floor), "ns/fsync-floor")
+}
