@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,11 +54,44 @@ func (d *DB) weighFallback(fb *metaFallback) error {
 	names, _ := filepath.Glob(filepath.Join(dir, JobsDir, "*.lock"))
 	for _, n := range names {
 		key := strings.TrimSuffix(filepath.Base(n), ".lock")
-		if !known[key] {
+		if !known.explains(key) {
 			return refuse("the supervised job %s (%s) is not in the state it would open", key, n)
 		}
 	}
 	return nil
+}
+
+// jobSet is the supervised jobs step records hold: for each job key's
+// prefix (run, step and name), the highest number saved. A job's key is its
+// prefix and a number, the lowest free one (steps/job NewKey): a step run
+// again saves a higher one in place of the last.
+type jobSet map[string]int
+
+func splitJobKey(key string) (prefix string, n int) {
+	i := strings.LastIndexByte(key, '-')
+	if i < 0 {
+		return key, 0
+	}
+	n, err := strconv.Atoi(key[i+1:])
+	if err != nil {
+		return key, 0
+	}
+	return key[:i], n
+}
+
+func (s jobSet) add(key string) {
+	p, n := splitJobKey(key)
+	if m, ok := s[p]; !ok || n > m {
+		s[p] = n
+	}
+}
+
+// explains says whether the job key is one a step record holds, or an
+// earlier one of the same step (replaced when the step ran again).
+func (s jobSet) explains(key string) bool {
+	p, n := splitJobKey(key)
+	m, ok := s[p]
+	return ok && n <= m
 }
 
 // snapshotTxid is the txid of the snapshot at path, 0 if there is none.
@@ -72,8 +106,8 @@ func snapshotTxid(path string) uint64 {
 
 // jobKeys is every supervised job key a step record holds (saved as "job"
 // or "job.NAME"), in the live file and the archive.
-func (d *DB) jobKeys() (map[string]bool, error) {
-	keys := map[string]bool{}
+func (d *DB) jobKeys() (jobSet, error) {
+	keys := jobSet{}
 	collect := func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSteps).ForEach(func(run, _ []byte) error {
 			return tx.Bucket(bucketSteps).Bucket(run).ForEach(func(k, v []byte) error {
@@ -83,7 +117,7 @@ func (d *DB) jobKeys() (map[string]bool, error) {
 				}
 				for name, key := range r.Saved {
 					if name == "job" || strings.HasPrefix(name, "job.") {
-						keys[key] = true
+						keys.add(key)
 					}
 				}
 				return nil
@@ -96,7 +130,7 @@ func (d *DB) jobKeys() (map[string]bool, error) {
 	return keys, d.archivedSteps(func(r orchestrator.StepRecord) {
 		for name, key := range r.Saved {
 			if name == "job" || strings.HasPrefix(name, "job.") {
-				keys[key] = true
+				keys.add(key)
 			}
 		}
 	})

@@ -149,7 +149,16 @@ func TestFallbackRefusedForAnUnknownJob(t *testing.T) {
 	d.Close()
 	os.WriteFile(filepath.Join(dir2, "jobs", "r1-a-1.lock"), nil, 0o600)
 	os.Remove(filepath.Join(dir2, SnapshotName))
-	os.WriteFile(filepath.Join(dir2, FileName), tear(after, before), 0o600)
+	torn = tear(after, before)
+	os.WriteFile(filepath.Join(dir2, FileName), torn, 0o600)
+	// Neither is an earlier job of a step run again (its key replaced by
+	// a later one), but a later one is.
+	os.WriteFile(filepath.Join(dir2, "jobs", "r1-a-0.lock"), nil, 0o600)
+	os.WriteFile(filepath.Join(dir2, "jobs", "r1-a-2.lock"), nil, 0o600)
+	if _, err := Open(dir2, lockTimeout); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "r1-a-2") {
+		t.Fatalf("Open = %v, want ErrCorrupt naming the later job r1-a-2", err)
+	}
+	os.Remove(filepath.Join(dir2, "jobs", "r1-a-2.lock"))
 	d = openDB(t, dir2)
 	if d.Recovered == "" {
 		t.Error("no fallback said")
