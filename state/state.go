@@ -222,7 +222,7 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 }
 
 // Commit applies an update to an existing run in one transaction. An
-// update that finishes a step (or the run) is followed by a snapshot.
+// update that ends the run, or asks for it (worthSnapshot), is followed by a snapshot.
 func (d *DB) Commit(u orchestrator.Update) error {
 	err := d.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketRuns).Get([]byte(u.Run.ID)) == nil {

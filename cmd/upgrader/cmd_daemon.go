@@ -53,7 +53,7 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 	}
 	srv := &api.Server{Group: gid, Log: log}
 	cfg := a.localConfig(log)
-	cfg.Warn = func(err error) { log.Warn().Err(err).Msg("snapshot") }
+	cfg.Warn = func(err error) { log.Warn().Err(err).Msg("state") }
 	svc, err := local.Open(cfg)
 	switch {
 	case errors.Is(err, state.ErrLocked):

@@ -30,7 +30,7 @@ type Config struct {
 	Profile string
 	Log     zerolog.Logger
 	// Warn hears about what goes wrong beside the run (a snapshot not
-	// written); nil drops it.
+	// written, finished runs not archived); nil drops it.
 	Warn func(error)
 	// Failpoint and StateFailpoint stop the process at named points in
 	// crash tests; nil in production builds.
