@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -36,11 +37,40 @@ type Service interface {
 	Journal(ctx context.Context, runID string, after uint64) ([]JournalEntry, error)
 	// StepTimes measures the steps of the procedure's completed runs.
 	StepTimes(ctx context.Context, procedure string) (StepTimes, error)
+	// History lists every run this state holds, archived ones included,
+	// oldest first.
+	History(ctx context.Context) ([]RunSummary, error)
 	// Watch streams notices of the run being carried out from the one
 	// after seq `after` (Status's NoticeSeq: from then on); a "stopped"
 	// notice says nothing executes the run any more. The channel closes
 	// with ctx.
 	Watch(ctx context.Context, after uint64) (<-chan Notice, error)
+}
+
+// RunSummary is one run as History lists it.
+type RunSummary struct {
+	ID        string    `json:"id"`
+	Procedure string    `json:"procedure"`
+	From      string    `json:"from,omitempty"`
+	To        string    `json:"to,omitempty"`
+	State     State     `json:"state"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Done      int       `json:"steps_done"` // done or skipped
+	Steps     int       `json:"steps"`
+}
+
+// Summarize is the RunSummary of a run and its step records.
+func Summarize(run Run, recs []StepRecord) RunSummary {
+	s := RunSummary{ID: run.ID, Procedure: run.Plan.Procedure, From: run.Plan.From, To: run.Plan.To, State: run.State,
+		Reason: run.Reason, CreatedAt: run.CreatedAt, UpdatedAt: run.UpdatedAt, Steps: len(run.Plan.Steps)}
+	for _, r := range recs {
+		if r.Status == StepDone || r.Status == StepSkipped {
+			s.Done++
+		}
+	}
+	return s
 }
 
 // Status is where a run stands, with its outcome for the operator.

@@ -62,7 +62,7 @@ func ReadCopy(dir string) (c Copied, cleanup func()) {
 	db, held, err := openCopy(stateFile, filepath.Join(tmp, "state"))
 	switch {
 	case held && present(snapshot):
-		note("the state file is held by a running upgrader: runs read from its snapshot %s", snapshot)
+		note("the state file is held by a running upgrader: runs read from its snapshot %s, taken at the active run's last milestone (its start, an irreversible step's intent, a saved value): steps finished since show as they were then", snapshot)
 		if db != nil {
 			db.Close()
 		}
@@ -73,7 +73,7 @@ func ReadCopy(dir string) (c Copied, cleanup func()) {
 		note("state %s cannot be read (left as it is; a copy is upgrader/state.db): %v", stateFile, err)
 		c.Damaged = filepath.Join(tmp, "state", FileName)
 		if present(snapshot) {
-			note("runs read from the snapshot %s, taken after the last completed step", snapshot)
+			note("runs read from the snapshot %s, taken at the active run's last milestone", snapshot)
 			db, _, err = openCopy(snapshot, filepath.Join(tmp, "snapshot"))
 		}
 	}
@@ -82,17 +82,28 @@ func ReadCopy(dir string) (c Copied, cleanup func()) {
 		return c, cleanup
 	}
 	defer db.Close()
+	if db.Recovered != "" {
+		note("state opened at the commit before its last: %s", db.Recovered)
+	}
 	ids, err := db.Runs()
 	if err != nil {
 		note("runs not listed: %v", err)
 	}
+	// Archived runs are read where they are: each is a file of its own,
+	// written once and never changed.
+	ids = mergeIDs(ids, archivedIDs(dir))
 	for _, id := range ids {
-		run, recs, err := db.LoadRun(id)
+		run, recs, err := loadAny(db, dir, id)
 		if err != nil {
 			note("run %s: %v", id, err)
 			continue
 		}
 		journal, err := db.Journal(id, 0)
+		if errors.Is(err, orchestrator.ErrRunNotFound) {
+			var r RunRecord
+			r, err = readArchived(dir, id)
+			journal = r.Journal
+		}
 		if err != nil {
 			note("journal of run %s: %v", id, err)
 		}
@@ -146,4 +157,15 @@ func openCopy(from, dir string) (db *DB, held bool, err error) {
 func present(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// loadAny loads run id from db (a copy of the state file), else from the
+// archive of the state directory dir.
+func loadAny(db *DB, dir, id string) (orchestrator.Run, []orchestrator.StepRecord, error) {
+	run, recs, err := db.LoadRun(id)
+	if errors.Is(err, orchestrator.ErrRunNotFound) {
+		r, aerr := readArchived(dir, id)
+		return r.Run, r.Steps, aerr
+	}
+	return run, recs, err
 }

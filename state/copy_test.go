@@ -23,6 +23,7 @@ func TestReadCopy(t *testing.T) {
 	mustCreate(t, d, newUpdate("r1", orchestrator.StatePlanned, "a", "b"))
 	done := newUpdate("r1", orchestrator.StateRunning, "a", "b")
 	done.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepDone, Attempts: 1}}
+	done.Snapshot = true // a milestone: the snapshot has it
 	mustCommit(t, d, done)
 
 	c, cleanup = ReadCopy(dir) // held by d: from the snapshot
@@ -42,7 +43,8 @@ func TestReadCopy(t *testing.T) {
 	cleanup()
 
 	damaged := append([]byte(nil), before...)
-	damaged[16] ^= 1
+	damaged[16] ^= 1 // both meta pages: no whole commit to open
+	damaged[os.Getpagesize()+16] ^= 1
 	os.WriteFile(path, damaged, 0o600)
 	c, cleanup = ReadCopy(dir)
 	defer cleanup()

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -24,6 +25,13 @@ func fullFaults() bool { return os.Getenv("UPGRADER_FAULTS") == "full" }
 // realisticState writes a state like a real one: a completed run and an
 // active run halfway through, with journals, and returns the file.
 func realisticState(tb testing.TB) []byte {
+	file, _ := realisticStates(tb)
+	return file
+}
+
+// realisticStates is realisticState and the file as it was one commit
+// before (prev): what a fallback to the older meta page must show.
+func realisticStates(tb testing.TB) (file, prev []byte) {
 	tb.Helper()
 	dir := tb.TempDir()
 	d := openDB(tb, dir)
@@ -47,11 +55,12 @@ func realisticState(tb testing.TB) []byte {
 			if i == len(ids)-1 {
 				c.Run.State = orchestrator.StateCompleted
 			}
+			prev = readFile(tb, filepath.Join(dir, FileName))
 			mustCommit(tb, d, c)
 		}
 	}
 	d.Close()
-	return readFile(tb, filepath.Join(dir, FileName))
+	return readFile(tb, filepath.Join(dir, FileName)), prev
 }
 
 // logicalDump is everything a state file says: every bucket, key, value
@@ -120,7 +129,7 @@ func openDamaged(t *testing.T, content []byte) (err error, dir string) {
 // nothing (slack in a page, a free page): the file must still say exactly
 // what it said.
 func TestCorruptStateDetectedAtOpen(t *testing.T) {
-	good := realisticState(t)
+	good, prev := realisticStates(t)
 	goodPath := filepath.Join(t.TempDir(), "good.db")
 	os.WriteFile(goodPath, good, 0o600)
 	want, ok := logicalDump(goodPath)
@@ -137,7 +146,7 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 		flips = 4000
 	}
 	page := os.Getpagesize()
-	var tried, detected, harmless, wrong int
+	var tried, detected, harmless, wrong, fellBack, olderDamaged int
 	counts := map[string]int{}
 	check := func(kind string, content []byte) {
 		t.Helper()
@@ -163,8 +172,8 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() {
-		fmt.Printf("corrupt state: %d damaged files (%d zero-length, %d truncated, %d meta-page flips, %d data-page flips, %d newer schema; seed %d), %d refused at open, %d flips in unused bytes read back unchanged, %d opened wrongly\n",
-			tried, counts["zero-length"], counts["truncated"], counts["meta flip"], counts["data flip"], counts["schema"], seed, detected, harmless, wrong)
+		fmt.Printf("corrupt state: %d damaged files (%d zero-length, %d truncated, %d meta-page flips, %d data-page flips, %d newer schema; seed %d), %d refused at open, %d flips in unused bytes read back unchanged, %d newest-meta flips opened at the commit before (journaled), %d older-meta flips opened at the last commit (journaled), %d opened wrongly\n",
+			tried, counts["zero-length"], counts["truncated"], counts["meta flip"], counts["data flip"], counts["schema"], seed, detected, harmless, fellBack, olderDamaged, wrong)
 	})
 
 	check("zero-length", nil)
@@ -174,20 +183,44 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 	for range 20 {
 		check("truncated", good[:1+rng.IntN(len(good)-1)])
 	}
+	// A flip in a meta page: the newest one (a torn write of the last
+	// commit) opens at the commit before it, exactly; the older one opens
+	// at the last commit. Either is journaled, and nothing else changes.
+	// Every bit of the meta fields (64 bytes after the page header) under
+	// `make faults`, a sample of each page under `make test`.
+	newest := 0
+	if binary.LittleEndian.Uint64(good[page+pageHeader+48:]) > binary.LittleEndian.Uint64(good[pageHeader+48:]) {
+		newest = 1
+	}
+	bits := rng.Perm(64 * 8)
+	if !fullFaults() {
+		bits = bits[:48]
+	}
 	for meta := range 2 {
-		// Every bit of the meta fields (64 bytes after the page header).
-		for bit := range 64 * 8 {
+		for _, bit := range bits {
 			b := bytes.Clone(good)
 			b[meta*page+pageHeader+bit/8] ^= 1 << (bit % 8)
-			check("meta flip", b)
+			tried++
+			counts["meta flip"]++
+			base := good
+			if meta == newest {
+				base = prev
+			}
+			if checkOpensAs(t, fmt.Sprintf("meta page %d bit %d", meta, bit), b, base, "state.fallback") {
+				if meta == newest {
+					fellBack++
+				} else {
+					olderDamaged++
+				}
+			}
 		}
 	}
-	// Three flips in four land on a byte that is not zero, which is
+	// Seven flips in eight land on a byte that is not zero, which is
 	// likelier to be in use: bbolt writes pages from zeroed buffers.
 	for i := range flips {
 		b := bytes.Clone(good)
 		off := 2*page + rng.IntN(len(good)-2*page)
-		for i%4 != 0 && b[off] == 0 {
+		for i%8 != 0 && b[off] == 0 {
 			off = 2*page + rng.IntN(len(good)-2*page)
 		}
 		b[off] ^= 1 << rng.IntN(8)
@@ -200,14 +233,15 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 		return tx.Bucket(bucketMeta).Put(keySchema, seal([]byte(fmt.Sprint(SchemaVersion+1))))
 	})
 	check("schema", readFile(t, filepath.Join(dir, FileName)))
-	if harmless > tried/2 {
+	if harmless > (tried-counts["meta flip"])/2 {
 		t.Errorf("%d of %d damaged files opened: the flips miss the data", harmless, tried)
 	}
 }
 
-// The state after each completed step is copied beside the state file, and
-// a damaged state file is replaced by it on request, the damaged one kept.
-func TestSnapshotAfterEachCompletedStep(t *testing.T) {
+// The state is copied beside the state file when a run is created and when
+// it ends (not after each completed step), and a damaged state file is
+// replaced by it on request, the damaged one kept.
+func TestSnapshotAtTheRunsMilestones(t *testing.T) {
 	dir := t.TempDir()
 	snap := filepath.Join(dir, SnapshotName)
 	d := openDB(t, dir)
@@ -226,6 +260,13 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	done := started
 	done.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: 0, StepID: "a", Status: orchestrator.StepDone, Attempts: 1}}
 	mustCommit(t, d, done)
+	if !bytes.Equal(readFile(t, snap), before) {
+		t.Error("a completed step rewrote the snapshot")
+	}
+	ended := done
+	ended.Run.State = orchestrator.StateAborted
+	ended.Steps = nil
+	mustCommit(t, d, ended)
 	// The snapshot opens on its own and holds step a done.
 	cp := t.TempDir()
 	os.WriteFile(filepath.Join(cp, FileName), readFile(t, snap), 0o600)
@@ -254,8 +295,10 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 		if err == nil {
 			d.Close()
 		}
-		// The flip may have hit slack: damage a meta page as well.
+		// The flip may have hit slack: damage both meta pages as well (one
+		// alone is a torn commit, opened at the one before).
 		damaged[pageHeader] ^= 1
+		damaged[os.Getpagesize()+pageHeader] ^= 1
 		os.WriteFile(path, damaged, 0o600)
 		if _, err := Open(dir, lockTimeout); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "restore-state") {
 			t.Fatalf("Open of a damaged state: %v, want ErrCorrupt advising restore-state", err)
@@ -270,7 +313,7 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	}
 	d = openDB(t, dir)
 	_, recs, err = d.LoadRun("r1")
-	if err != nil || recs[0].Status != orchestrator.StepDone || recs[1].Status != orchestrator.StepPending {
+	if run, _, _ := d.LoadRun("r1"); err != nil || recs[0].Status != orchestrator.StepDone || recs[1].Status != orchestrator.StepPending || run.State != orchestrator.StateAborted {
 		t.Fatalf("after restore: %+v %v", recs, err)
 	}
 	d.Close()
@@ -279,6 +322,7 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	os.WriteFile(path, damaged, 0o600)
 	snapBytes := readFile(t, snap)
 	snapBytes[pageHeader] ^= 1
+	snapBytes[os.Getpagesize()+pageHeader] ^= 1
 	os.WriteFile(snap, snapBytes, 0o600)
 	if _, err := RestoreSnapshot(dir, t0.Add(time.Hour)); err == nil || !strings.Contains(err.Error(), "snapshot is damaged") {
 		t.Fatalf("restore from a damaged snapshot: %v", err)
@@ -286,6 +330,59 @@ func TestSnapshotAfterEachCompletedStep(t *testing.T) {
 	if !bytes.Equal(readFile(t, path), damaged) {
 		t.Error("a refused restore changed the state file")
 	}
+}
+
+// checkOpensAs opens a state directory whose file is content and proves it
+// opens as base (a whole state file) plus exactly one journal entry of
+// event, in the latest run, and nothing else.
+func checkOpensAs(t *testing.T, what string, content, base []byte, event string) bool {
+	t.Helper()
+	err, dir := openDamaged(t, content)
+	if err != nil {
+		t.Errorf("%s: Open = %v, want it opened", what, err)
+		return false
+	}
+	got, ok := logicalDump(filepath.Join(dir, FileName))
+	if !ok {
+		t.Errorf("%s: the opened file does not read", what)
+		return false
+	}
+	// base plus the last journal entry of the opened file, put by bbolt.
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key, val []byte
+	var seq uint64
+	var run []byte
+	db.View(func(tx *bolt.Tx) error {
+		run = bytes.Clone(tx.Bucket(bucketMeta).Get(keyLatest))
+		j := tx.Bucket(bucketJournal).Bucket(run)
+		k, v := j.Cursor().Last()
+		key, val, seq = bytes.Clone(k), bytes.Clone(v), j.Sequence()
+		return nil
+	})
+	db.Close()
+	var entry orchestrator.JournalEntry
+	if err := getJSON(val, &entry, "entry"); err != nil || entry.Event != event || entry.Seq != seq {
+		t.Errorf("%s: the last journal entry is %+v (%v), want a %s", what, entry, err, event)
+		return false
+	}
+	wantPath := filepath.Join(t.TempDir(), "want.db")
+	os.WriteFile(wantPath, base, 0o600)
+	boltUpdate(t, wantPath, func(tx *bolt.Tx) error {
+		j := tx.Bucket(bucketJournal).Bucket(run)
+		if err := j.SetSequence(seq); err != nil {
+			return err
+		}
+		return j.Put(key, val)
+	})
+	want, _ := logicalDump(wantPath)
+	if got != want {
+		t.Errorf("%s: opened as something else than the commit it names:\n%s", what, dumpDiff(want, got))
+		return false
+	}
+	return true
 }
 
 // dumpDiff shows the lines of two dumps that differ.

@@ -56,7 +56,8 @@ func open(path string, timeout time.Duration, readOnly bool) (*DB, error) {
 	if st.Size() == 0 {
 		return nil, fmt.Errorf("%w: %s is empty", ErrCorrupt, path)
 	}
-	if err := checkMetaPages(f, path); err != nil {
+	fb, err := checkMetaPages(f, path)
+	if err != nil {
 		return nil, err
 	}
 	db, err := openBolt(path, f, readOnly)
@@ -76,6 +77,16 @@ func open(path string, timeout time.Duration, readOnly bool) (*DB, error) {
 	if err := d.verify(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if fb != nil {
+		err := d.weighFallback(fb)
+		if err == nil {
+			err = d.recordFallback(fb, readOnly)
+		}
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	if !readOnly {
 		if err := d.init(); err != nil {

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -55,68 +53,6 @@ func getJSON(raw []byte, v any, what string) error {
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, what, err)
-	}
-	return nil
-}
-
-// The layout of a bbolt meta page (go.etcd.io/bbolt/internal/common.Meta
-// after the 16-byte page header), read here because bbolt silently falls
-// back to the older meta page when the newer one fails its checksum: that
-// would quietly undo the last recorded step.
-const (
-	boltMagic     = 0xED0CDAED
-	boltVersion   = 2
-	pageHeader    = 16
-	metaSumOffset = 56 // magic, version, pageSize, flags (4 each), root (16), freelist, pgid, txid (8 each)
-)
-
-// checkMetaPages proves both meta pages of the state file f (at path) are
-// intact and that the file holds every page they count. The caller holds
-// the file's lock: no commit is under way while it is read.
-func checkMetaPages(f *os.File, path string) error {
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	pageSize := int64(os.Getpagesize())
-	buf := make([]byte, 2*pageSize)
-	if _, err := f.ReadAt(buf, 0); err != nil {
-		return fmt.Errorf("%w: %s is %d bytes, too short for a state file", ErrCorrupt, path, st.Size())
-	}
-	var highWater, txid, root, freelist uint64
-	for i := range 2 {
-		m := buf[int64(i)*pageSize+pageHeader:]
-		le := binary.LittleEndian
-		magic, version, size := le.Uint32(m[0:]), le.Uint32(m[4:]), le.Uint32(m[8:])
-		pgid, sum := le.Uint64(m[40:]), le.Uint64(m[metaSumOffset:])
-		h := fnv.New64a()
-		h.Write(m[:metaSumOffset])
-		switch {
-		case magic != boltMagic || version != boltVersion:
-			return fmt.Errorf("%w: %s: meta page %d is not a bbolt meta page", ErrCorrupt, path, i)
-		case h.Sum64() != sum:
-			return fmt.Errorf("%w: %s: meta page %d fails its checksum", ErrCorrupt, path, i)
-		case int64(size) != pageSize:
-			return fmt.Errorf("%w: %s: meta page %d says pages are %d bytes, not %d", ErrCorrupt, path, i, size, pageSize)
-		}
-		highWater = max(highWater, pgid)
-		r, fl, tx := le.Uint64(m[16:]), le.Uint64(m[32:]), le.Uint64(m[48:])
-		if r >= pgid || fl >= pgid && fl != ^uint64(0) {
-			return fmt.Errorf("%w: %s: meta page %d points past the end of its pages", ErrCorrupt, path, i)
-		}
-		if i == 0 || tx > txid {
-			txid, root, freelist = tx, r, fl
-		}
-	}
-	if need := int64(highWater) * pageSize; st.Size() < need {
-		return fmt.Errorf("%w: %s is %d bytes, its pages need %d: the file was cut short", ErrCorrupt, path, st.Size(), need)
-	}
-	data := make([]byte, highWater*uint64(pageSize))
-	if _, err := f.ReadAt(data, 0); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-	}
-	if err := checkPages(data, int(pageSize), root, freelist); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
 	return nil
 }

@@ -18,24 +18,20 @@ import (
 	"upgrader/state/securefs"
 )
 
-// SnapshotName is the copy of the state taken after the last completed
-// step, beside the state file. It is what an operator restores when the
-// state file is damaged (RestoreSnapshot).
+// SnapshotName is the copy of the state taken at the moments a restored
+// state must not forget, beside the state file. It is what an operator
+// restores when the state file is damaged (RestoreSnapshot).
 const SnapshotName = FileName + ".snapshot"
 
-// worthSnapshot says whether an update completes a step, ends the run,
-// or asks for a copy (the intent of an irreversible step, saved values):
-// the moments a restored state must not forget.
+// worthSnapshot says whether an update is one of those moments: the run's
+// end, or a copy asked for (the intent of an irreversible step, values a
+// step saved such as a job's key or a boot id); CreateRun and ImportRun
+// take one too. A completed step is not: after a restore it is probed
+// again and found in place (every step is idempotent), which costs a
+// probe once, where a copy of the whole state after each step cost every
+// run a third durable write per step.
 func worthSnapshot(u orchestrator.Update) bool {
-	if u.Snapshot || u.Run.State.Terminal() {
-		return true
-	}
-	for _, r := range u.Steps {
-		if r.Status == orchestrator.StepDone || r.Status == orchestrator.StepSkipped {
-			return true
-		}
-	}
-	return false
+	return u.Snapshot || u.Run.State.Terminal()
 }
 
 // snapshotAfter writes a snapshot once a commit has succeeded (err is
@@ -75,24 +71,24 @@ func (d *DB) snapshot() error {
 		os.Remove(tmp)
 		return err
 	}
-	// The directory is not fsynced: a rename lost to a power cut leaves the
-	// previous snapshot, which is whole and only one step older. The state
-	// file, not the snapshot, is the record that must be durable. A rename
-	// replaces whatever is at final (a symlink included) without following
-	// it.
+	// A rename replaces whatever is at final (a symlink included) without
+	// following it. The directory is fsynced: the snapshot is the durable
+	// evidence that a commit (an irreversible step's intent) was
+	// acknowledged, which keeps Open from falling back past it
+	// (fallback.go).
 	d.failpoint("before-snapshot")
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
 	d.failpoint("after-snapshot")
-	return nil
+	return syncDir(dir)
 }
 
 // whatToDo is the advice given with a damaged state file.
 func whatToDo(dir string) string {
 	snap := filepath.Join(dir, SnapshotName)
 	if st, err := os.Lstat(snap); err == nil && st.Mode().IsRegular() {
-		return fmt.Sprintf("a copy taken after the last completed step is in %s: 'upgrader restore-state' puts it in place (the damaged file is kept beside it), then 'upgrader resume' re-checks the step that followed", snap)
+		return fmt.Sprintf("a copy taken at the run's last milestone (its start, an irreversible step's intent, a value a step saved, its end) is in %s: 'upgrader restore-state' puts it in place (the damaged file is kept beside it), then 'upgrader resume' re-checks every step after it", snap)
 	}
 	return "do not delete it: move it aside for support, and tell support the run was in progress"
 }

@@ -57,6 +57,10 @@ type DB struct {
 	// Warn, when set, hears about a snapshot that could not be written:
 	// the state itself is committed, so the run goes on.
 	Warn func(error)
+	// Recovered says, when Open fell back to the older meta page (a torn
+	// last commit) or found the older one damaged, what happened; "" for
+	// an ordinary open. The journal of the latest run says it too.
+	Recovered string
 }
 
 var _ orchestrator.Store = (*DB)(nil)
@@ -135,6 +139,10 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 	if err := orchestrator.ValidRunID(u.Run.ID); err != nil {
 		return err
 	}
+	if _, err := readArchived(filepath.Dir(d.path), u.Run.ID); err == nil {
+		return fmt.Errorf("run %s already exists (archived)", u.Run.ID)
+	}
+	finished := d.archiveFinished()
 	return d.snapshotAfter(d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if active := meta.Get(keyActive); active != nil {
@@ -142,6 +150,9 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 		}
 		if tx.Bucket(bucketRuns).Get([]byte(u.Run.ID)) != nil {
 			return fmt.Errorf("run %s already exists", u.Run.ID)
+		}
+		if err := forget(tx, finished); err != nil {
+			return err
 		}
 		if _, err := tx.Bucket(bucketSteps).CreateBucket([]byte(u.Run.ID)); err != nil {
 			return err
@@ -167,6 +178,10 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 	if err := x.Check(); err != nil {
 		return err
 	}
+	if _, err := readArchived(filepath.Dir(d.path), x.Run.ID); err == nil {
+		return fmt.Errorf("run %s is already in this state (archived)", x.Run.ID)
+	}
+	finished := d.archiveFinished()
 	return d.snapshotAfter(d.update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if active := meta.Get(keyActive); active != nil {
@@ -175,6 +190,9 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 		id := []byte(x.Run.ID)
 		if tx.Bucket(bucketRuns).Get(id) != nil {
 			return fmt.Errorf("run %s is already in this state", x.Run.ID)
+		}
+		if err := forget(tx, finished); err != nil {
+			return err
 		}
 		if _, err := tx.Bucket(bucketSteps).CreateBucket(id); err != nil {
 			return err
@@ -204,7 +222,7 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 }
 
 // Commit applies an update to an existing run in one transaction. An
-// update that finishes a step (or the run) is followed by a snapshot.
+// update that ends the run, or asks for it (worthSnapshot), is followed by a snapshot.
 func (d *DB) Commit(u orchestrator.Update) error {
 	err := d.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketRuns).Get([]byte(u.Run.ID)) == nil {
@@ -302,6 +320,12 @@ func (d *DB) LoadRun(id string) (orchestrator.Run, []orchestrator.StepRecord, er
 		run, recs, err = loadRun(tx, id)
 		return err
 	})
+	if errors.Is(err, orchestrator.ErrRunNotFound) {
+		r, aerr := readArchived(filepath.Dir(d.path), id)
+		if aerr == nil || !errors.Is(aerr, orchestrator.ErrRunNotFound) {
+			return r.Run, r.Steps, aerr
+		}
+	}
 	if err != nil {
 		return run, nil, err
 	}
@@ -361,24 +385,44 @@ func loadRun(tx *bolt.Tx, id string) (orchestrator.Run, []orchestrator.StepRecor
 func (d *DB) Journal(runID string, after uint64) ([]orchestrator.JournalEntry, error) {
 	var out []orchestrator.JournalEntry
 	err := d.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJournal).Bucket([]byte(runID))
-		if b == nil {
-			return fmt.Errorf("%w: %s", orchestrator.ErrRunNotFound, runID)
-		}
-		c := b.Cursor()
-		for k, v := c.Seek(indexKey(after + 1)); k != nil; k, v = c.Next() {
-			var j orchestrator.JournalEntry
-			if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", runID, k)); err != nil {
-				return err
-			}
-			out = append(out, j)
-		}
-		return nil
+		var err error
+		out, err = journalOf(tx, runID, after)
+		return err
 	})
+	if errors.Is(err, orchestrator.ErrRunNotFound) && orchestrator.ValidRunID(runID) == nil {
+		r, aerr := readArchived(filepath.Dir(d.path), runID)
+		if aerr == nil || !errors.Is(aerr, orchestrator.ErrRunNotFound) {
+			out = nil
+			for _, j := range r.Journal {
+				if j.Seq > after {
+					out = append(out, j)
+				}
+			}
+			return out, aerr
+		}
+	}
 	return out, err
 }
 
-// Runs lists every run id, oldest first.
+func journalOf(tx *bolt.Tx, runID string, after uint64) ([]orchestrator.JournalEntry, error) {
+	var out []orchestrator.JournalEntry
+	b := tx.Bucket(bucketJournal).Bucket([]byte(runID))
+	if b == nil {
+		return nil, fmt.Errorf("%w: %s", orchestrator.ErrRunNotFound, runID)
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(indexKey(after + 1)); k != nil; k, v = c.Next() {
+		var j orchestrator.JournalEntry
+		if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", runID, k)); err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// Runs lists every run id, archived ones included, oldest first (a run
+// id begins with its creation time).
 func (d *DB) Runs() ([]string, error) {
 	var ids []string
 	err := d.db.View(func(tx *bolt.Tx) error {
@@ -387,5 +431,5 @@ func (d *DB) Runs() ([]string, error) {
 			return nil
 		})
 	})
-	return ids, err
+	return mergeIDs(ids, archivedIDs(filepath.Dir(d.path))), err
 }

@@ -140,7 +140,8 @@ func TestStateFilesNeverFollowSymlinks(t *testing.T) {
 		d.Close()
 		path := filepath.Join(dir, FileName)
 		b := readFile(t, path)
-		b[pageHeader] ^= 1
+		b[pageHeader] ^= 1 // both meta pages: no whole commit to open
+		b[os.Getpagesize()+pageHeader] ^= 1
 		os.WriteFile(path, b, 0o600)
 		return dir
 	}

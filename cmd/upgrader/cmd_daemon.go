@@ -53,7 +53,7 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 	}
 	srv := &api.Server{Group: gid, Log: log}
 	cfg := a.localConfig(log)
-	cfg.Warn = func(err error) { log.Warn().Err(err).Msg("snapshot") }
+	cfg.Warn = func(err error) { log.Warn().Err(err).Msg("state") }
 	svc, err := local.Open(cfg)
 	switch {
 	case errors.Is(err, state.ErrLocked):
@@ -71,16 +71,22 @@ func (a *app) runDaemon(cmd *cobra.Command, group string) error {
 		return withCode(exitError, err)
 	}
 	if svc != nil {
-		if _, perr := svc.Plan(context.Background(), orchestrator.PlanRequest{}); errors.Is(perr, orchestrator.ErrInvalidRequest) {
-			log.Warn().Err(perr).Msg("no usable site profile: runs cannot be planned until it is fixed")
-		}
+		// The active run first: its re-plan reads the profile and the
+		// host's facts once, and its next step starts without waiting for
+		// anything else.
 		ctx := orchestrator.WithActor(context.Background(), "daemon")
-		if id, err := svc.ResumeActive(ctx); err != nil {
+		id, err := svc.ResumeActive(ctx)
+		switch {
+		case err != nil:
 			// A plan that changed waits for the operator's resume --replan;
 			// status says so.
 			log.Error().Err(err).Str("run", id).Msg("the active run is not carried on")
-		} else if id != "" {
+		case id != "":
 			log.Info().Str("run", id).Msg("carrying on the active run")
+		default:
+			if _, perr := svc.Plan(context.Background(), orchestrator.PlanRequest{}); errors.Is(perr, orchestrator.ErrInvalidRequest) {
+				log.Warn().Err(perr).Msg("no usable site profile: runs cannot be planned until it is fixed")
+			}
 		}
 	}
 	httpSrv := srv.HTTPServer()

@@ -13,16 +13,23 @@ import (
 func newRestoreStateCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "restore-state",
-		Short: "Replace a damaged state file with the copy taken after the last completed step",
-		Long: `restore-state is for a state file that upgrader refuses as damaged. After each
-completed step upgrader copies its state to state.db.snapshot; restore-state
-checks that copy and puts it in place. The damaged file is kept beside it
-(state.db.damaged-TIME) for support. It refuses while another upgrader holds
-the state, when the state file is not damaged, and when the copy is damaged
-too.
+		Short: "Replace a damaged state file with the copy taken at the run's last milestone",
+		Long: `restore-state is for a state file that upgrader refuses as damaged. upgrader
+copies its state to state.db.snapshot when a run starts, before an
+irreversible step begins, when a step saves a value it needs later (a job's
+key, a boot id) and when a run ends; restore-state checks that copy and puts
+it in place. The damaged file is kept beside it (state.db.damaged-TIME) for
+support. It refuses while another upgrader holds the state, when the state
+file is not damaged, and when the copy is damaged too.
 
-Then 'upgrader resume' carries on: the step that followed the snapshot is
-probed (its effect may be in place already) and never blindly repeated.
+Then 'upgrader resume' carries on: every step after the snapshot is probed
+(its effect may be in place already) and never blindly repeated; an
+irreversible step whose intent the snapshot holds is followed or re-checked,
+never started afresh.
+
+(A state file whose last commit was cut by a power cut, its newest meta
+page torn, is not damaged: upgrader opens it at the commit before and says
+so in the journal. restore-state is for the rest.)
 
 ` + exitCodesHelp,
 		Example: `  upgrader status            # "state file is damaged: ..."

@@ -137,3 +137,38 @@ func newLifecycleCmd(a *app) *cobra.Command {
 	cmd.Flags().BoolVar(&mermaid, "mermaid", false, "print a mermaid state diagram")
 	return cmd
 }
+
+func newHistoryCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "history",
+		Short: "List every run this state directory holds, finished ones included",
+		Long: `history lists every run, oldest first: its id, procedure, versions, where it
+ended (or stands) and how many of its steps are done. A finished run leaves
+the state file when the next run is created and is kept in the archive
+directory beside it (<state-dir>/archive/<run>.run), where history, status
+--run and journal --run still read it.`,
+		Example: `  upgrader history
+  upgrader history -o json
+  upgrader journal --run 20261129T160000Z-a1b2c3   # one of them in full`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sess, err := a.session(cmd)
+			if err != nil {
+				return err
+			}
+			defer sess.close()
+			runs, err := sess.svc.History(sess.ctx)
+			if err != nil {
+				return codeOf(err)
+			}
+			if a.output == "json" {
+				if runs == nil {
+					runs = []orchestrator.RunSummary{}
+				}
+				return writeJSON(cmd.OutOrStdout(), runs)
+			}
+			printHistory(cmd.OutOrStdout(), runs)
+			return nil
+		},
+	}
+}

@@ -689,3 +689,23 @@ func printStepExplain(w io.Writer, p orchestrator.Plan, i int) {
 	rows("instructions", []string{s.Instructions}[:min(len(s.Instructions), 1)], false)
 	rows("notes", s.Notes, true)
 }
+
+// printHistory writes the runs as a table, oldest first.
+func printHistory(w io.Writer, runs []orchestrator.RunSummary) {
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "No runs in this state directory yet.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tPROCEDURE\tFROM → TO\tSTATE\tSTEPS DONE\tCREATED (UTC)\tLAST CHANGE (UTC)")
+	for _, r := range runs {
+		if r.Procedure == "" {
+			fmt.Fprintf(tw, "%s\t(not readable: %s)\t\t\t\t\t\n", r.ID, r.Reason)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%d/%d\t%s\t%s\n", r.ID, r.Procedure, r.From, r.To, r.State, r.Done, r.Steps,
+			r.CreatedAt.Format("2006-01-02 15:04"), r.UpdatedAt.Format("2006-01-02 15:04"))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d runs. One in full: upgrader journal --run RUN\n", len(runs))
+}

@@ -169,7 +169,7 @@ process.
 		return nil
 	}
 	root.AddCommand(newBundleCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRetryCmd(a), newConfirmCmd(a),
-		newSkipCmd(a), newAbortCmd(a), newWatchCmd(a), newStatusCmd(a), newJournalCmd(a), newExportCmd(a), newImportCmd(a),
+		newSkipCmd(a), newAbortCmd(a), newWatchCmd(a), newStatusCmd(a), newJournalCmd(a), newHistoryCmd(a), newExportCmd(a), newImportCmd(a),
 		newLifecycleCmd(a), newProceduresCmd(a), newVerifyMediaCmd(a), newDaemonCmd(a), newRestoreStateCmd(a))
 	root.AddCommand(newDocsCmd(root))
 	return root

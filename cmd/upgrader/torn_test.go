@@ -1,6 +1,7 @@
 package main
 
 import (
+	bin "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -146,7 +147,10 @@ func TestRestoreStateAfterDamage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[16] ^= 0x01 // meta page 0: bbolt alone would fall back to meta page 1
+	// Both meta pages: no whole commit to open (one alone is a torn
+	// commit, opened at the one before it: TestTornMetaPageOpensAtTheCommitBefore).
+	b[16] ^= 0x01
+	b[os.Getpagesize()+16] ^= 0x01
 	os.WriteFile(db, b, 0o600)
 	for _, args := range [][]string{{"status"}, {"resume", "--yes"}, {"run", "--yes"}} {
 		r := s.run(args...)
@@ -155,7 +159,10 @@ func TestRestoreStateAfterDamage(t *testing.T) {
 		}
 	}
 	r := s.mustRun(exitOK, "restore-state")
-	if !strings.Contains(r.stdout, "after step mpp-config-mpp1") || !strings.Contains(r.stdout, "upgrader resume") {
+	// The copy is of the run's last milestone (its start, a saved job key or
+	// boot id, an irreversible intent), not of the last completed step: the
+	// steps done after it are probed again and found in place.
+	if !strings.Contains(r.stdout, "after step ") || !strings.Contains(r.stdout, "upgrader resume") {
 		t.Errorf("restore-state does not say what it restored and what next:\n%s", r.stdout)
 	}
 	kept, _ := filepath.Glob(db + ".damaged-*")
@@ -183,8 +190,18 @@ func TestRestoreStateKeepsThePointOfNoReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[16] ^= 0x01 // meta page 0: refused as damaged
+	// The newest meta page, the upgrade's intent: damaged after that commit
+	// was acknowledged. Falling back one commit would forget the intent;
+	// the snapshot, taken at that commit, says so and the file is refused.
+	newest := 16
+	if bin.LittleEndian.Uint64(b[os.Getpagesize()+16+48:]) > bin.LittleEndian.Uint64(b[16+48:]) {
+		newest += os.Getpagesize()
+	}
+	b[newest] ^= 0x01
 	os.WriteFile(db, b, 0o600)
+	if r := s.run("status"); r.code != exitError || !strings.Contains(r.stderr, "snapshot") {
+		t.Fatalf("status on a state whose acknowledged last commit is damaged: exit %d\n%s", r.code, r.stderr)
+	}
 	s.mustRun(exitOK, "restore-state")
 	a := s.mustRun(exitBlocked, "abort", "--reason", "after the restore")
 	if !strings.Contains(a.stderr, "point of no return") || !strings.Contains(a.stderr, "upgrade-pom") {
@@ -194,4 +211,43 @@ func TestRestoreStateKeepsThePointOfNoReturn(t *testing.T) {
 		t.Fatalf("status after the restore does not know the upgrade began:\n%s", st)
 	}
 	s.mustRun(exitOK, "resume", "--yes")
+}
+
+// A power cut while the last commit's meta page was written (the intent of
+// a step, killed right after it): the state opens at the commit before,
+// says so in the journal, and resume finishes the run exactly like an
+// undisturbed one, the step started as if for the first time.
+func TestTornMetaPageOpensAtTheCommitBefore(t *testing.T) {
+	base := newSim(t)
+	base.mustRun(exitOK, "run", "--yes")
+	want := base.final(base.runID())
+
+	s := newSim(t)
+	c := s.cmd("run", "--yes")
+	c.Env = append(c.Env, "UPGRADER_FAILPOINT=after-intent:mpp-config-mpp1", "UPGRADER_FAILPOINT_ACTION=kill")
+	if out, err := c.CombinedOutput(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the run did not stop at the intent: %v\n%s", err, out)
+	}
+	id := s.runID()
+	db := filepath.Join(s.state, "state.db")
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	newest := 16
+	if bin.LittleEndian.Uint64(b[page+16+48:]) > bin.LittleEndian.Uint64(b[16+48:]) {
+		newest += page
+	}
+	for i := newest + 44; i < newest+64; i++ { // txid and checksum half written
+		b[i] = 0
+	}
+	os.WriteFile(db, b, 0o600)
+	s.mustRun(exitOK, "status")
+	s.mustRun(exitOK, "resume", "--yes")
+	compareFinal(t, want, s.final(id))
+	j := s.mustRun(exitOK, "journal", "--run", id).stdout
+	if !strings.Contains(j, "was incomplete, a power cut during a write") {
+		t.Errorf("the journal does not say the state fell back:\n%s", j)
+	}
 }

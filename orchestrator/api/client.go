@@ -161,6 +161,13 @@ func (c *Client) StepTimes(ctx context.Context, procedure string) (orchestrator.
 	return t, err
 }
 
+// History asks the daemon for every run of its state.
+func (c *Client) History(ctx context.Context) ([]orchestrator.RunSummary, error) {
+	var runs []orchestrator.RunSummary
+	err := c.do(ctx, "GET", "/v1/history", nil, &runs)
+	return runs, err
+}
+
 // Watch follows the daemon's notices; the channel closes when ctx ends or
 // the daemon closes the stream (it stopped: the caller asks Status).
 func (c *Client) Watch(ctx context.Context, after uint64) (<-chan orchestrator.Notice, error) {

@@ -54,6 +54,7 @@ var routes = []route{
 	{"POST", "/v1/plan", false, 0, (*Server).plan},
 	{"GET", "/v1/journal", false, 0, (*Server).journal},
 	{"GET", "/v1/steptimes", false, 0, (*Server).stepTimes},
+	{"GET", "/v1/history", false, 0, (*Server).history},
 	{"GET", "/v1/watch", false, 0, (*Server).watch},
 	{"GET", "/v1/export", false, 0, (*Server).export},
 	{"POST", "/v1/start", true, 0, (*Server).start},
@@ -256,6 +257,15 @@ func (s *Server) stepTimes(w http.ResponseWriter, r *http.Request, _ Peer) {
 		return
 	}
 	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request, _ Peer) {
+	runs, err := s.Service.History(r.Context())
+	if err != nil {
+		failErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runs)
 }
 
 // watch streams the run's notices as JSON lines until the client goes.

@@ -31,6 +31,7 @@ var _ orchestrator.Service = emptyService{}
 
 var errNoPlan = fmt.Errorf("%w: no plan in this test", orchestrator.ErrInvalidRequest)
 
+func (emptyService) History(context.Context) ([]orchestrator.RunSummary, error) { return nil, nil }
 func (emptyService) Plan(context.Context, orchestrator.PlanRequest) (orchestrator.Plan, error) {
 	return orchestrator.Plan{}, errNoPlan
 }

@@ -30,7 +30,7 @@ type Config struct {
 	Profile string
 	Log     zerolog.Logger
 	// Warn hears about what goes wrong beside the run (a snapshot not
-	// written); nil drops it.
+	// written, finished runs not archived); nil drops it.
 	Warn func(error)
 	// Failpoint and StateFailpoint stop the process at named points in
 	// crash tests; nil in production builds.
@@ -64,6 +64,9 @@ func Open(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	db.Failpoint, db.Warn = cfg.StateFailpoint, cfg.Warn
+	if db.Recovered != "" {
+		cfg.Log.Warn().Str("state", db.Path()).Msg(db.Recovered)
+	}
 	s := &Service{cfg: cfg, db: db, planner: cfg.Planner()}
 	s.eng = &orchestrator.Engine{Store: db, Log: cfg.Log, Failpoint: cfg.Failpoint}
 	if p, err := s.loadProfile(cfg.Profile); err == nil {
@@ -469,6 +472,25 @@ func (s *Service) StepTimes(ctx context.Context, procedure string) (orchestrator
 		runs, recs = append(runs, run), append(recs, r)
 	}
 	return orchestrator.MeasureStepTimes(procedure, runs, recs), nil
+}
+
+// History lists every run of the state, archived ones included, oldest
+// first. A run that cannot be read is listed with its id and why.
+func (s *Service) History(ctx context.Context) ([]orchestrator.RunSummary, error) {
+	ids, err := s.db.Runs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]orchestrator.RunSummary, 0, len(ids))
+	for _, id := range ids {
+		run, recs, err := s.db.LoadRun(id)
+		if err != nil {
+			out = append(out, orchestrator.RunSummary{ID: id, Reason: err.Error()})
+			continue
+		}
+		out = append(out, orchestrator.Summarize(run, recs))
+	}
+	return out, nil
 }
 
 // Watch streams the notices of the run being carried out.
