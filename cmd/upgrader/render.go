@@ -707,5 +707,12 @@ func printHistory(w io.Writer, runs []orchestrator.RunSummary) {
 			r.CreatedAt.Format("2006-01-02 15:04"), r.UpdatedAt.Format("2006-01-02 15:04"))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d runs. One in full: upgrader journal --run RUN\n", len(runs))
+	noun := "runs"
+	if len(runs) == 1 {
+		noun = "run"
+	}
+	fmt.Fprintf(w, "%d %s.\n", len(runs), noun)
+	if len(runs) > 0 {
+		fmt.Fprintf(w, "Next: upgrader journal --run %s\n", runs[len(runs)-1].ID)
+	}
 }
