@@ -233,7 +233,12 @@ func (f *FS) rebuild() error {
 		return err
 	}
 	b := builder{f: f, livePath: livePath, byID: byID, built: map[string]string{}}
-	if err := b.dir(f.idOfIno(st.Ino), f.Backing, fresh, st.Mode&07777); err != nil {
+	if id, ok := f.live[st.Ino]; ok && f.nodes[id] != nil {
+		err = b.changed(id, fresh)
+	} else {
+		err = b.unchanged(f.Backing, &st, fresh)
+	}
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(f.Backing, old); err != nil {
@@ -252,59 +257,76 @@ type builder struct {
 	built    map[string]string // "i<ino>" or "n<id>" → path already built (hard links)
 }
 
-// dir builds directory id (live at livePath when unchanged) at dst.
+// dir builds directory id at dst: its durable entries if it changed,
+// else its live ones (live is its path in the live tree).
 func (b *builder) dir(id int, live, dst string, mode uint32) error {
-	if err := os.Mkdir(dst, os.FileMode(mode&0o777)); err != nil {
+	if err := os.Mkdir(dst, 0o700); err != nil {
 		return err
 	}
-	os.Chmod(dst, os.FileMode(mode&0o777)|modeBits(mode))
-	entries := map[string]int{}
+	defer os.Chmod(dst, os.FileMode(mode&0o777)|modeBits(mode))
 	if n := b.f.nodes[id]; n != nil {
-		entries = n.entries
-	} else {
-		des, err := os.ReadDir(live)
-		if err != nil {
-			return err
-		}
-		for _, de := range des {
-			var st syscall.Stat_t
-			if err := syscall.Lstat(filepath.Join(live, de.Name()), &st); err != nil {
+		for name, child := range n.entries {
+			if err := b.entry(child, filepath.Join(dst, name)); err != nil {
 				return err
 			}
-			entries[de.Name()] = b.f.idOfIno(st.Ino)
 		}
+		return nil
 	}
-	for name, child := range entries {
-		if err := b.entry(child, filepath.Join(dst, name)); err != nil {
+	des, err := os.ReadDir(live)
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		p := filepath.Join(live, de.Name())
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		if id, ok := b.f.live[st.Ino]; ok && b.f.nodes[id] != nil {
+			err = b.changed(id, filepath.Join(dst, de.Name()))
+		} else {
+			err = b.unchanged(p, &st, filepath.Join(dst, de.Name()))
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// entry builds node id at dst.
 func (b *builder) entry(id int, dst string) error {
-	n := b.f.nodes[id]
-	if n == nil {
-		// Unchanged since the mount: the live inode is the durable one.
-		ino, ok := b.byID[id]
-		live, found := b.livePath[ino]
-		if !ok || !found {
-			return fmt.Errorf("lossyfs: inode of %s is in no durable state", dst)
-		}
-		var st syscall.Stat_t
-		if err := syscall.Lstat(live, &st); err != nil {
-			return err
-		}
-		if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-			return b.dir(id, live, dst, st.Mode)
-		}
-		key := fmt.Sprint("i", ino)
-		if other, ok := b.built[key]; ok {
-			return os.Link(other, dst)
-		}
-		b.built[key] = dst
-		return os.Link(live, dst)
+	if b.f.nodes[id] != nil {
+		return b.changed(id, dst)
 	}
+	// Unchanged since the mount: the live inode is the durable one.
+	live, found := b.livePath[b.byID[id]]
+	if _, ok := b.byID[id]; !ok || !found {
+		return fmt.Errorf("lossyfs: inode of %s is in no durable state", dst)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(live, &st); err != nil {
+		return err
+	}
+	return b.unchanged(live, &st, dst)
+}
+
+// unchanged builds an inode unchanged since the mount, from the live tree.
+func (b *builder) unchanged(live string, st *syscall.Stat_t, dst string) error {
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return b.dir(-1, live, dst, st.Mode)
+	}
+	key := fmt.Sprint("i", st.Ino)
+	if other, ok := b.built[key]; ok {
+		return os.Link(other, dst)
+	}
+	b.built[key] = dst
+	return os.Link(live, dst)
+}
+
+// changed builds node id from its durable image.
+func (b *builder) changed(id int, dst string) error {
+	n := b.f.nodes[id]
 	key := fmt.Sprint("n", id)
 	if other, ok := b.built[key]; ok && n.kind != syscall.S_IFDIR {
 		return os.Link(other, dst)
