@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -318,6 +319,23 @@ func usesMount(pid int, mount string) bool {
 	return false
 }
 
+// treeFiles lists the host's files with their SHA-256 (run ids and the
+// boot id as in powerFinal).
+func treeFiles(t *testing.T, s *sim) []string {
+	id := s.runID()
+	var out []string
+	filepath.WalkDir(s.root, func(p string, d os.DirEntry, err error) error {
+		rel, _ := filepath.Rel(s.root, p)
+		if err != nil || d.IsDir() || rel == bootIDFile || strings.HasPrefix(rel, "sim/control") || rel == "var/log/sim-ledger.log" {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		out = append(out, fmt.Sprintf("%s %x", strings.ReplaceAll(rel, id, "RUN"), sha256.Sum256(b)))
+		return nil
+	})
+	return out
+}
+
 // powerFinal is the end state of every host, the boot id left out (a
 // power cut is a reboot more).
 func powerFinal(f *fleet) []finalState {
@@ -341,6 +359,7 @@ var bootIDValue = regexp.MustCompile(`(boot_id_(?:before|after))=\S+`)
 // the points each invocation passed and how long each took.
 type powerBaseline struct {
 	want   []finalState
+	files  [][]string // per host: "path sha256" of every file, for the report of a difference
 	points [][]string
 	took   []time.Duration
 }
@@ -361,6 +380,9 @@ func powerBaselineOf(t *testing.T, sc scenario) *powerBaseline {
 	f.trace = true
 	f.drive()
 	b := &powerBaseline{want: powerFinal(f), points: f.points(), took: f.took}
+	for _, s := range f.sims {
+		b.files = append(b.files, treeFiles(t, s))
+	}
 	powerBases[sc.name] = b
 	return b
 }
@@ -482,6 +504,19 @@ func runPowerCase(t *testing.T, b *powerBaseline, c *powerCase) {
 	for i := range got {
 		if dups := compareFinal(t, b.want[i], got[i]); dups > 0 {
 			t.Errorf("%d effects done twice", dups)
+		}
+		if got[i].Tree != b.want[i].Tree {
+			files := treeFiles(t, f.sims[i])
+			for _, l := range files {
+				if !slices.Contains(b.files[i], l) {
+					t.Errorf("differs from the undisturbed run: %s", l)
+				}
+			}
+			for _, l := range b.files[i] {
+				if !slices.Contains(files, l) {
+					t.Errorf("the undisturbed run has: %s", l)
+				}
+			}
 		}
 	}
 	// A wrong "completed": the run says so and the host is not the
