@@ -343,3 +343,30 @@ func TestStaleMountCleaned(t *testing.T) {
 		t.Fatalf("after CleanStale: %v", err)
 	}
 }
+
+// TestSyncfsNotSeen holds what the kernel does: syncfs(2) on a FUSE mount
+// reaches the server only for virtiofs (fuse_sync_fs sends
+// FUSE_SYNCFS only when the connection asks for it), so a program that
+// relies on them here loses its writes. upgrader fsyncs files and
+// directories one by one after a tool (steps.MakeDurable) for that reason.
+func TestSyncfsNotSeen(t *testing.T) {
+	f, mnt := mountT(t, nil)
+	p := filepath.Join(mnt, "a")
+	writeFile(t, p, "written", nil)
+	d, err := os.Open(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Syncfs(int(d.Fd()))
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Volatile() == 0 {
+		t.Fatal("syncfs reached the server: a sync(2)-based durability would be tested too")
+	}
+	cut(t, f, LoseAll, 1)
+	if exists(p) {
+		t.Fatalf("%s survived a power cut after syncfs", p)
+	}
+}
