@@ -170,6 +170,10 @@ func (f *fleet) invoke(s *sim, args ...string) (code int, crashed bool) {
 	if ok {
 		line += fmt.Sprintf(" (fault %s, %s)", crash.point, crash.action)
 	}
+	if f.power != nil && f.power.cut {
+		// After a power cut: what upgrader said, for the failure report.
+		line += "\n" + out.String()
+	}
 	f.log = append(f.log, line)
 	canaryCheck(f.t, "output", "upgrader "+args[0], []byte(out.String()))
 	if ok {
@@ -254,7 +258,9 @@ func (f *fleet) drive() {
 			if f.power != nil && f.stoppedAtInterrupted(s) {
 				return
 			}
-			f.operate(s, st)
+			if f.power == nil || !f.recopyLostBackup(s) {
+				f.operate(s, st)
+			}
 		}
 		if f.power != nil && f.power.resume {
 			// The first command after the reboot, as the engineer types it.

@@ -50,6 +50,7 @@ type powerCase struct {
 	seed       uint64
 
 	disks map[*sim]*lossyfs.FS
+	host  *sim // whose power was cut
 	// Outcome.
 	cut, fired, resume bool
 	what               string
@@ -160,7 +161,7 @@ func (f *fleet) powerCut(s *sim, args []string) (int, bool) {
 	}
 	newBootID(f.t, s)
 	pc.disks[s].Sync()
-	pc.cut, pc.resume, pc.what = true, true, what
+	pc.cut, pc.resume, pc.what, pc.host = true, true, what, s
 	f.log = append(f.log, fmt.Sprintf("#%d %s %s → power cut (%s; fired %v): %s\n%s", f.invocations-1, s.dir, strings.Join(args, " "), pc, pc.fired, what, out.String()))
 	// Right after the reboot: every step reported done is still done.
 	after := f.doneSteps(s)
@@ -246,6 +247,41 @@ func (f *fleet) stoppedAtInterrupted(s *sim) bool {
 		return false
 	}
 	f.power.stopped = true
+	return true
+}
+
+// recopyLostBackup is the engineer's part when the power cut lost, on a
+// migration's new server, the copy of the source's backup made there
+// before upgrader ever read it (a copy syncs nothing; a guard that proved
+// it makes it durable): the run stops saying the backup is not here, the
+// engineer copies it again and the run goes on. Counted as operator
+// needed, once.
+func (f *fleet) recopyLostBackup(s *sim) bool {
+	pc := f.power
+	if len(f.sims) < 2 || pc.host != s || s == f.sims[0] || f.operated["recopy"] {
+		return false
+	}
+	r := s.run("status")
+	if !strings.Contains(r.stdout, "was verified on the other server and is not readable here") {
+		return false
+	}
+	// A step whose guard passed once has been attempted: upgrader had
+	// read the copy, and losing it then is upgrader's fault.
+	var st struct {
+		Steps []struct {
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+		} `json:"steps"`
+	}
+	json.Unmarshal([]byte(s.run("status", "-o", "json").stdout), &st)
+	for _, step := range st.Steps {
+		if step.Status == "failed" && step.Attempts > 0 {
+			return false
+		}
+	}
+	f.operated["recopy"] = true
+	pc.operator = append(pc.operator, "the engineer's copy of the source's backup, made before the cut and not synced, was lost before upgrader read it: copied again")
+	f.copyBackups(f.sims[0], s)
 	return true
 }
 
