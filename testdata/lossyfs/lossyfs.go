@@ -343,6 +343,16 @@ func (b *builder) changed(id int, dst string) error {
 	if err := os.WriteFile(dst, n.data, 0o600); err != nil {
 		return err
 	}
+	// Times are metadata, durable at once: the live file's, if it lives.
+	if live, ok := b.livePath[b.byID[id]]; ok {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(live, &st); err == nil {
+			ts := []unix.Timespec{unix.NsecToTimespec(syscall.TimespecToNsec(st.Atim)), unix.NsecToTimespec(syscall.TimespecToNsec(st.Mtim))}
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return err
+			}
+		}
+	}
 	return os.Chmod(dst, os.FileMode(n.mode&0o777)|modeBits(n.mode))
 }
 

@@ -370,3 +370,26 @@ func TestSyncfsNotSeen(t *testing.T) {
 		t.Fatalf("%s survived a power cut after syncfs", p)
 	}
 }
+
+// A file's times are metadata, durable at once (see the package comment):
+// a synced file comes back from a power cut with the mtime it had, which
+// upgrader's guards compare with the one they recorded.
+func TestMtimeKeptAcrossCut(t *testing.T) {
+	f, mnt := mountT(t, nil)
+	p := filepath.Join(mnt, "dump")
+	writeFile(t, p, "data", (*os.File).Sync)
+	syncDir(t, mnt)
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	cut(t, f, LoseAll, 1)
+	after, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.ModTime().Equal(st.ModTime()) {
+		t.Errorf("mtime after the cut %s, before %s", after.ModTime(), st.ModTime())
+	}
+}
