@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -872,9 +873,19 @@ func CleanStale() {
 			continue
 		}
 		mp := unescape(fields[4])
-		var st syscall.Stat_t
-		if err := syscall.Stat(mp, &st); errors.Is(err, syscall.ENOTCONN) {
-			unix.Unmount(mp, unix.MNT_DETACH)
+		// Another process's mount may hang (its server stopped): skip it
+		// after a while rather than wait for good.
+		res := make(chan error, 1)
+		go func() {
+			var st syscall.Stat_t
+			res <- syscall.Stat(mp, &st)
+		}()
+		select {
+		case err := <-res:
+			if errors.Is(err, syscall.ENOTCONN) {
+				unix.Unmount(mp, unix.MNT_DETACH)
+			}
+		case <-time.After(2 * time.Second):
 		}
 	}
 }
