@@ -7,6 +7,7 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/creack/pty v1.1.24
 	github.com/goreleaser/nfpm/v2 v2.45.2
+	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/klauspost/pgzip v1.3.0
 	github.com/looplab/fsm v1.0.3
 	github.com/pkg/sftp v1.13.12

@@ -108,6 +108,27 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// mkdirAllDurable is os.MkdirAll whose new directories are durable in
+// their parents: else a power cut loses them with all they hold.
+func mkdirAllDurable(dir string, mode os.FileMode) error {
+	var made []string
+	for p := filepath.Clean(dir); p != filepath.Dir(p); p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		made = append(made, p)
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	for _, p := range made {
+		if err := syncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WriteFileAtomic replaces path with data durably: a temp file in the same
 // directory is written, fsynced and renamed over path, then the directory
 // is fsynced. An existing file's mode and owner are kept.

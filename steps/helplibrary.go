@@ -719,7 +719,7 @@ func (s helpLibrary) Apply(ctx context.Context, sc orchestrator.StepContext) err
 // a leftover copy of the zip removed. Nothing is written through a link.
 func (a *helpArchive) install(lib string, d helpDrift, own helpOwner, progress orchestrator.Progress) error {
 	if d.noLibrary {
-		if err := os.MkdirAll(filepath.Dir(lib), 0o755); err != nil {
+		if err := mkdirAllDurable(filepath.Dir(lib), 0o755); err != nil {
 			return err
 		}
 		if err := mkdirOne(lib); err != nil {
@@ -785,6 +785,10 @@ func (a *helpArchive) install(lib string, d helpDrift, own helpOwner, progress o
 		// Left by an earlier manual attempt: the notes delete it. Remove
 		// does not follow a link.
 		if err := os.Remove(d.zipCopy); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		// Durable: a power cut must not bring it back.
+		if err := syncDir(filepath.Dir(d.zipCopy)); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
@@ -79,10 +80,19 @@ func (h *Host) Build(spec orchestrator.StepSpec) (orchestrator.Step, error) {
 // here: its time may differ, its size and hash may not.
 func (h *Host) Recheck(_ context.Context, name string, a orchestrator.Artifact) error {
 	a.Path = h.Profile.Path(a.Path)
+	var err error
 	if h.Role != "" && a.Host != "" && a.Host != h.Role {
-		return recheckContent(a, nil)
+		err = recheckContent(a, nil)
+	} else {
+		err = recheckArtifact(a, nil)
 	}
-	return recheckArtifact(a, nil)
+	if err != nil {
+		return err
+	}
+	// Proved, it is made durable with the folders above it: a copy from
+	// another server may not be yet, and a resumed step checks it again.
+	_, err = MakeDurable([]string{a.Path}, nil, time.Time{})
+	return err
 }
 
 // record makes the artifact of a file on this host: its identity, and its

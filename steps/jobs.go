@@ -160,7 +160,15 @@ func (h *Host) follow(ctx context.Context, sc orchestrator.StepContext, j jobRun
 		return interrupted(j, res.Info)
 	case err != nil:
 		return fmt.Errorf("%s: %w (its log: %s)", j.what, err, res.Log)
-	case res.TimedOut:
+	}
+	if !j.converges {
+		// Whatever its end, what the tool changed is durable before the
+		// step's result is recorded.
+		if err := h.makeDurable(sc, j, res.StartedAt); err != nil {
+			return err
+		}
+	}
+	if res.TimedOut {
 		return fmt.Errorf("%s ran longer than %s (installer_timeout) and was stopped: read its log %s before resuming", j.what, j.timeout, res.Log)
 	}
 	if err := res.Status.Err(); err != nil {
@@ -181,4 +189,22 @@ func interrupted(j jobRun, info job.Info) error {
 		"describe no recovery from a half-finished run, and a vendor installer run over one can damage the product). "+
 		"Read its log %s and the vendor's instructions; once running it again is safe, 'upgrader resume' does",
 		j.what, info.Pid, info.Log)
+}
+
+// makeDurable makes a tool's changes to the product's trees durable
+// (MakeDurable); a job started at an unknown time counts as started at
+// the beginning of time.
+func (h *Host) makeDurable(sc orchestrator.StepContext, j jobRun, started time.Time) error {
+	since := time.Time{}
+	if !started.IsZero() {
+		since = started.Add(-DurableSlack)
+	}
+	p := h.Profile
+	roots := []string{p.Path(p.POM.Home), p.Path(p.PC.Home), p.Path(p.PC.BackupDir), p.Path(p.DB.BackupDir)}
+	st, err := MakeDurable(roots, []string{p.Path("/")}, since)
+	if err != nil {
+		return fmt.Errorf("%s ended, but what it changed could not be made durable: %w; fix the cause, then upgrader resume", j.what, err)
+	}
+	sc.Log.Info().Int("entries", st.Entries).Int("synced", st.Synced).Dur("took", st.Took).Msg("made " + j.what + "'s changes durable")
+	return nil
 }

@@ -88,6 +88,10 @@ type fleet struct {
 	second   func(points []string) (crashAt, bool)
 	operated map[string]bool
 	log      []string
+	// took is each invocation's duration; power, when set, cuts the
+	// power of the host during one invocation (powercut_test.go).
+	took  []time.Duration
+	power *powerCase
 }
 
 func newFleet(t *testing.T, sc scenario) *fleet {
@@ -138,13 +142,18 @@ func (f *fleet) invoke(s *sim, args ...string) (code int, crashed bool) {
 	if f.trace {
 		c.Env = append(c.Env, "UPGRADER_FAILPOINT_TRACE="+f.traceFile(n))
 	}
+	if f.power != nil && f.power.invocation == n {
+		return f.powerCut(s, args)
+	}
 	crash, ok := f.crashes[n]
 	if ok {
 		c.Env = append(c.Env, "UPGRADER_FAILPOINT="+crash.point, "UPGRADER_FAILPOINT_ACTION="+crash.action)
 	}
 	var out strings.Builder
 	c.Stdout, c.Stderr = &out, &out
+	began := time.Now()
 	err := c.Run()
+	f.took = append(f.took, time.Since(began))
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -160,6 +169,10 @@ func (f *fleet) invoke(s *sim, args ...string) (code int, crashed bool) {
 	line := fmt.Sprintf("#%d %s %s → %d", n, s.dir, strings.Join(args, " "), code)
 	if ok {
 		line += fmt.Sprintf(" (fault %s, %s)", crash.point, crash.action)
+	}
+	if f.power != nil && f.power.cut {
+		// After a power cut: what upgrader said, for the failure report.
+		line += "\n" + out.String()
 	}
 	f.log = append(f.log, line)
 	canaryCheck(f.t, "output", "upgrader "+args[0], []byte(out.String()))
@@ -220,6 +233,9 @@ func (f *fleet) drive() {
 	host, lastCode := 0, -1
 	for range 40 {
 		s := f.sims[host]
+		if f.power != nil {
+			f.afterPowerCut(s)
+		}
 		st, has := f.status(s)
 		switch {
 		case !has && host > 0:
@@ -239,7 +255,18 @@ func (f *fleet) drive() {
 			lastCode = -1
 			continue
 		case st.State == "failed":
-			f.operate(s, st)
+			if f.power != nil && f.stoppedAtInterrupted(s) {
+				return
+			}
+			if f.power == nil || !f.recopyLostBackup(s) {
+				f.operate(s, st)
+			}
+		}
+		if f.power != nil && f.power.resume {
+			// The first command after the reboot, as the engineer types it.
+			f.power.resume = false
+			lastCode, _ = f.invoke(s, "resume", "--yes")
+			continue
 		}
 		lastCode, _ = f.invoke(s, runArgs...)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -219,7 +220,11 @@ func (s *sim) final(runID string) finalState {
 
 // treeHash hashes every file of the host except the simulator's own
 // control files and ledger; the run id in backup names is normalised.
-func (s *sim) treeHash(runID string) string {
+func (s *sim) treeHash(runID string) string { return s.treeHashExcept(runID) }
+
+// treeHashExcept is treeHash without the files skip names (relative to
+// the host's root).
+func (s *sim) treeHashExcept(runID string, skip ...string) string {
 	s.t.Helper()
 	h := sha256.New()
 	err := filepath.WalkDir(s.root, func(path string, d fs.DirEntry, err error) error {
@@ -233,7 +238,7 @@ func (s *sim) treeHash(runID string) string {
 			}
 			return nil
 		}
-		if d.IsDir() {
+		if d.IsDir() || slices.Contains(skip, rel) {
 			return nil
 		}
 		b, err := os.ReadFile(path)

@@ -72,11 +72,35 @@ func CheckDir(dir, what string) error {
 
 // MkdirPrivate makes dir (mode 0700) if it is missing, then checks it as
 // CheckDir does. An existing dir keeps its mode if CheckDir accepts it.
+// Each directory it makes is made durable in its parent (fsync of the
+// parent): else a power cut loses the directory with every file in it,
+// however well those were synced.
 func MkdirPrivate(dir, what string) error {
+	var made []string
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		made = append(made, p)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	for _, p := range made {
+		if err := syncDir(filepath.Dir(p)); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	return CheckDir(dir, what)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // OpenFile opens path without following a symlink at its last element.
@@ -216,10 +240,5 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }

@@ -2,6 +2,7 @@ package securefs
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"upgrader/testdata/lossyfs"
 )
 
 func TestCheckDir(t *testing.T) {
@@ -146,5 +149,32 @@ func TestWriteFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(target); string(b) != "keep" {
 		t.Errorf("wrote through a planted symlink: %q", b)
+	}
+}
+
+// A directory MkdirPrivate makes survives a power cut once a file in it
+// is durable: each directory it created is made durable in its parent.
+func TestMkdirPrivateSurvivesPowerCut(t *testing.T) {
+	dir := t.TempDir()
+	backing, mnt := filepath.Join(dir, "backing"), filepath.Join(dir, "mnt")
+	os.Mkdir(backing, 0o755)
+	os.Mkdir(mnt, 0o755)
+	disk, err := lossyfs.Mount(backing, mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Unmount()
+	state := filepath.Join(mnt, "var/lib/upgrader")
+	if err := MkdirPrivate(state, "state directory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(filepath.Join(state, "state.db"), []byte("durable"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := disk.PowerCut(lossyfs.LoseAll, rand.New(rand.NewPCG(1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(state, "state.db")); err != nil || string(b) != "durable" {
+		t.Errorf("after a power cut: %q, %v", b, err)
 	}
 }

@@ -49,9 +49,14 @@ sim_checkpoint() { # tool n
 }
 
 sim_ledger() { # text...
+	local new=
+	[ -e "$SIM_LEDGER" ] || new=1
 	mkdir -p "$(dirname "$SIM_LEDGER")"
 	echo "$*" >> "$SIM_LEDGER"
 	sync "$SIM_LEDGER"
+	# A new ledger is made durable in its directory: a power cut must not
+	# lose the record of effects that happened.
+	[ -z "$new" ] || sync "$(dirname "$SIM_LEDGER")" "$(dirname "$(dirname "$SIM_LEDGER")")"
 }
 
 # sim_put FILE CONTENT: replace a file atomically and durably.
@@ -90,7 +95,7 @@ sim_starttime() { # PID
 sim_corrupt() {
 	mkdir -p "$SIM_ROOT/var/lib/sim"
 	echo "$1" >> "$SIM_ROOT/var/lib/sim/CORRUPTED"
-	sync "$SIM_ROOT/var/lib/sim/CORRUPTED"
+	sync "$SIM_ROOT/var/lib/sim/CORRUPTED" "$SIM_ROOT/var/lib/sim"
 	sim_ledger "CORRUPTED $1"
 }
 

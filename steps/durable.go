@@ -1,0 +1,168 @@
+package steps
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DurableSlack is how long before a tool's start a change still counts as
+// the tool's: file times come from a coarse clock, and the job's start is
+// taken by its launcher a little after the command was decided.
+const DurableSlack = 2 * time.Second
+
+// DurableStats says what MakeDurable did.
+type DurableStats struct {
+	Entries, Synced int
+	Took            time.Duration
+}
+
+// MakeDurable makes what tools changed under roots since since survive a
+// power cut, before upgrader records the step done (upgrader's own rule:
+// vendor tools need not sync anything). syncfs(2) on each root's file
+// system (and on extra's, without a walk) flushes it all on a real
+// server; then each root is walked and every directory and regular file
+// changed since since (mtime or ctime) is fsynced: a new or renamed entry
+// is durable once its directory is, a removal too. syncfs alone is not
+// enough to rely on everywhere (a FUSE server never sees it; see
+// testdata/lossyfs TestSyncfsNotSeen), and a file's fsync after it is
+// cheap. Ancestors of a root changed since since are fsynced as well: a
+// fresh install makes its home. A missing root is skipped.
+func MakeDurable(roots, extra []string, since time.Time) (DurableStats, error) {
+	began := time.Now()
+	var st DurableStats
+	roots = outermost(roots)
+	for _, p := range append(slices.Clone(roots), extra...) {
+		if err := syncFS(p); err != nil {
+			return st, err
+		}
+	}
+	for _, root := range roots {
+		if err := durableTree(root, since, &st); err != nil {
+			return st, err
+		}
+	}
+	st.Took = time.Since(began)
+	return st, nil
+}
+
+// outermost drops empty roots and roots inside another one.
+func outermost(roots []string) []string {
+	var out []string
+	for _, r := range roots {
+		if r != "" {
+			out = append(out, filepath.Clean(r))
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	inside := func(r, o string) bool { return o != r && (o == "/" || strings.HasPrefix(r, o+"/")) }
+	return slices.DeleteFunc(out, func(r string) bool {
+		return slices.ContainsFunc(out, func(o string) bool { return inside(r, o) })
+	})
+}
+
+// syncFS runs syncfs(2) on the file system of p, or of its nearest
+// existing ancestor.
+func syncFS(p string) error {
+	for {
+		d, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) && p != filepath.Dir(p) {
+			p = filepath.Dir(p)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = unix.Syncfs(int(d.Fd()))
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("syncfs %s: %w", p, err)
+		}
+		return nil
+	}
+}
+
+func changedSince(fi fs.FileInfo, since time.Time) bool {
+	s, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	return !time.Unix(s.Mtim.Unix()).Before(since) || !time.Unix(s.Ctim.Unix()).Before(since)
+}
+
+func durableTree(root string, since time.Time, st *DurableStats) error {
+	// The root's own entry, up the ancestors a tool changed.
+	top := root
+	for top != filepath.Dir(top) {
+		fi, err := os.Lstat(filepath.Dir(top))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				top = filepath.Dir(top)
+				continue
+			}
+			return err
+		}
+		if !changedSince(fi, since) {
+			break
+		}
+		if err := fsyncPath(filepath.Dir(top), st); err != nil {
+			return err
+		}
+		top = filepath.Dir(top)
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == root && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		st.Entries++
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return nil // a link, a FIFO, a device: its entry is its directory's
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || !changedSince(fi, since) {
+			return err
+		}
+		return fsyncPath(p, st)
+	})
+	return err
+}
+
+// fsyncPath fsyncs a directory or a regular file, never following a link
+// and never blocking on a FIFO put there meanwhile.
+func fsyncPath(p string, st *DurableStats) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) {
+		return nil // gone, or a link now: nothing of the tool's to keep
+	}
+	if err != nil {
+		return fmt.Errorf("make %s durable: %w", p, err)
+	}
+	defer unix.Close(fd)
+	var s unix.Stat_t
+	if err := unix.Fstat(fd, &s); err != nil {
+		return err
+	}
+	if m := s.Mode & unix.S_IFMT; m != unix.S_IFDIR && m != unix.S_IFREG {
+		return nil
+	}
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("make %s durable: fsync: %w", p, err)
+	}
+	st.Synced++
+	return nil
+}
