@@ -135,7 +135,7 @@ func databaseFacts(ctx context.Context, h *Host) (exists string, size int64, sou
 // psqlNumber runs one query with psql as the backup does (the password only
 // through PGPASSFILE) and returns the number it answers, -1 for no row.
 func psqlNumber(ctx context.Context, h *Host, database, query string) (int64, error) {
-	b := backupDB{h}
+	b := &backupDB{h: h}
 	argv := append([]string{b.tool("psql", h.Profile.DB.PSQLCommand)}, b.conn(database)...)
 	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command="+query)
 	var rows []int64
