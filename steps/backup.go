@@ -75,7 +75,7 @@ func (s *backupDB) databaseSize(ctx context.Context, database string) (int64, er
 	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command=SELECT pg_database_size(current_database())")
 	var out strings.Builder
 	if err := s.h.Run.Run(ctx, argv, s.env(), func(l string) { out.WriteString(l + "\n") }); err != nil {
-		return 0, fmt.Errorf("%w (%s:%d, database %s): %v; the run holds: bring the database back, then upgrader resume",
+		return 0, fmt.Errorf("%w (%s:%d, database %s): %v; the run holds: bring the database back, then upgrader retry",
 			ErrDBUnreachable, s.h.Profile.DB.Host, s.h.Profile.DB.Port, database, err)
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
@@ -190,12 +190,29 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	database := sc.Spec.Params["database"]
 	argv := append([]string{s.tool("pg_dump", s.h.Profile.DB.DumpCommand), "--format=custom", "--compress=" + dumpCompression,
 		"--file=" + tmp}, s.conn(database)...)
+	// With the rehearsal on, pg_dump dumps the snapshot of a transaction
+	// upgrader holds open, in which it then counts the source's rows.
+	rehearse := sc.Spec.Params["rehearse"] == "true"
+	var snap *snapshotSession
+	if rehearse {
+		ss, id, err := s.openSnapshot(ctx, database)
+		if err != nil {
+			return fmt.Errorf("%w; the run holds: bring the database back, then upgrader retry", err)
+		}
+		defer ss.close()
+		snap, argv = ss, append(argv, "--snapshot="+id)
+	}
+	started := false
 	err := s.h.runJob(ctx, sc, jobRun{what: "pg_dump", argv: argv, env: s.env(), private: true,
 		// pg_dump only reads the database: one interrupted is run again.
 		rerun: true,
 		line:  func(l string) { sc.Log.Info().Str("pg_dump", l).Send() },
 		prepare: func() error {
+			started = true
 			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if err := removeCounts(final); err != nil {
 				return err
 			}
 			size, err := s.databaseSize(ctx, database)
@@ -217,6 +234,18 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	var a orchestrator.Artifact
 	if err == nil {
 		a, err = s.verifyDump(ctx, tmp, sc.Progress)
+	}
+	if err == nil && snap != nil && started {
+		// Counted in the dump's snapshot; a dump this process did not
+		// start (one followed after a crash) is compared with the
+		// source as it is at the rehearsal, and the journal says so.
+		var lines []string
+		if lines, err = snap.query(countsQuery + ";"); err == nil {
+			var c TableCounts
+			if c, err = parseCounts(lines); err == nil {
+				err = writeCounts(countsPath(final), c)
+			}
+		}
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -244,7 +273,20 @@ func (s *backupDB) Verify(ctx context.Context, sc orchestrator.StepContext) (orc
 			return orchestrator.Outputs{}, err
 		}
 	}
-	return orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"db-backup": a}}, nil
+	out := orchestrator.Outputs{Artifacts: map[string]orchestrator.Artifact{"db-backup": a}}
+	if sc.Spec.Params["rehearse"] == "true" {
+		want, err := readCounts(countsPath(p))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return out, err
+		}
+		r, err := s.h.RehearseRestore(ctx, p, sc.RunID, want)
+		if err != nil {
+			return out, err
+		}
+		out.Values = map[string]string{"rehearsal": r.String()}
+		sc.Log.Info().Str("rehearsal", r.String()).Send()
+	}
+	return out, nil
 }
 
 // sameFile says path still has the size and modification time recorded.

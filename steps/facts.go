@@ -84,6 +84,12 @@ func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 		if size >= 0 {
 			setVolatile(orchestrator.FactDBSize, strconv.FormatInt(size, 10), source)
 		}
+		if exists == "true" {
+			if c, err := h.dbConnections(ctx); err == nil {
+				setVolatile(orchestrator.FactDBConnAvailable, strconv.FormatInt(c.Available, 10), source+" (pg_settings)")
+				setVolatile(orchestrator.FactDBConnUsed, strconv.FormatInt(c.Used, 10), source+" (pg_stat_activity)")
+			}
+		}
 	}
 	if p.DB.PasswordFile != "" {
 		// libpq ignores a password file others may read; the plan says so.
