@@ -321,7 +321,7 @@ func dbWatchFindings(in PlanInput, p *Plan) {
 	avail, ok1 := in.Facts.Int(FactDBConnAvailable)
 	used, ok2 := in.Facts.Int(FactDBConnUsed)
 	if !ok1 || !ok2 {
-		if exists, _ := in.Facts.Get(FactDBExists); exists != "false" {
+		if exists, _ := in.Facts.Get(FactDBExists); exists == "unknown" {
 			p.Warnings = append(p.Warnings, Finding{ID: "db-unreachable", Severity: SeverityWarning, Skip: SkipWithReason,
 				Source: SourceUpgrader, Rationale: why,
 				Message: "upgrader could not ask the profile's " + db + " for its connections (is it running, is db.* right?): " +

@@ -56,6 +56,11 @@ func (h *Host) dbConnections(ctx context.Context) (Connections, error) {
 		}
 	})
 	if err != nil {
+		if strings.Contains(err.Error(), "too many clients") {
+			// The server answered: it has no connection left.
+			return Connections{}, fmt.Errorf("%w (%s:%d, database %s): no connection left (the server refuses more clients: %v)",
+				ErrDBUnreachable, db.Host, db.Port, db.Name, err)
+		}
 		return Connections{}, fmt.Errorf("%w (%s:%d, database %s): %v", ErrDBUnreachable, db.Host, db.Port, db.Name, err)
 	}
 	var c Connections
