@@ -336,7 +336,13 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 		}
 	}
 
+	// The checks come before a step starts: one already started (its
+	// intent recorded, an installer perhaps half-way) is probed, never
+	// held back.
 	for _, name := range spec.Checks {
+		if resumed {
+			break
+		}
 		if err := e.check(ctx, run, recs, rec, spec, name); err != nil {
 			return err
 		}
