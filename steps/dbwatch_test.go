@@ -13,19 +13,20 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/state"
+	"upgrader/testdata/pgtest"
 )
 
 // pgCtl stops or starts the shared test cluster (extra server options for
 // start).
 func pgCtl(tb testing.TB, c pgCluster, action string, opts ...string) {
 	tb.Helper()
-	argv := []string{filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-w", "-l", filepath.Join(c.dir, "log")}
+	argv := []string{filepath.Join(c.Bin, "pg_ctl"), "-D", filepath.Join(c.Dir, "data"), "-w", "-l", filepath.Join(c.Dir, "log")}
 	if action == "start" {
-		argv = append(argv, "-o", strings.Join(append([]string{"-c listen_addresses=127.0.0.1 -p " + c.port + " -k " + c.dir + " -c fsync=off"}, opts...), " "))
+		argv = append(argv, "-o", strings.Join(append([]string{"-c listen_addresses=127.0.0.1 -p " + c.Port + " -k " + c.Dir + " -c fsync=off"}, opts...), " "))
 	} else {
 		argv = append(argv, "-m", "fast")
 	}
-	if out, err := asPostgres(append(argv, action)...).CombinedOutput(); err != nil {
+	if out, err := pgtest.AsPostgres(append(argv, action)...).CombinedOutput(); err != nil {
 		tb.Fatalf("pg_ctl %s: %v\n%s", action, err, out)
 	}
 }
@@ -33,9 +34,9 @@ func pgCtl(tb testing.TB, c pgCluster, action string, opts ...string) {
 // psqlAs runs SQL on the test cluster as the tests do.
 func psqlAs(tb testing.TB, c pgCluster, db, sql string) string {
 	tb.Helper()
-	cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.port, "--username=postgres", "--no-password",
+	cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.Port, "--username=postgres", "--no-password",
 		"--dbname="+db, "--set=ON_ERROR_STOP=1", "--quiet", "--tuples-only", "--no-align", "--command="+sql)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.passfile}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.Passfile}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		tb.Fatalf("psql %s: %v\n%s", sql, err, out)
@@ -95,7 +96,7 @@ func TestDBStoppedMidRunHoldsBeforePointOfNoReturn(t *testing.T) {
 	dir := t.TempDir()
 	h := pgHost(t, c, dir, ExecRunner{})
 	t.Cleanup(func() {
-		if exec.Command(filepath.Join(c.bin, "pg_isready"), "-h", "127.0.0.1", "-p", c.port).Run() != nil {
+		if exec.Command(filepath.Join(c.Bin, "pg_isready"), "-h", "127.0.0.1", "-p", c.Port).Run() != nil {
 			pgCtl(t, c, "start")
 		}
 	})
@@ -171,9 +172,9 @@ func TestDBConnectionHeadroomRealPostgres(t *testing.T) {
 	hold := func(n int) func() {
 		var cmds []*exec.Cmd
 		for range n {
-			cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.port, "--username=postgres", "--no-password",
+			cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.Port, "--username=postgres", "--no-password",
 				"--dbname=pom", "--command=SELECT pg_sleep(120)")
-			cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.passfile}
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.Passfile}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -182,9 +183,9 @@ func TestDBConnectionHeadroomRealPostgres(t *testing.T) {
 		// Wait until exactly n sleep in the server (killed ones of an
 		// earlier hold gone); a full server refuses the look: try again.
 		for i := 0; i < 200; i++ {
-			cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.port, "--username=postgres", "--no-password",
+			cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.Port, "--username=postgres", "--no-password",
 				"--dbname=pom", "--tuples-only", "--no-align", "--command=SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
-			cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.passfile}
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.Passfile}
 			if out, err := cmd.Output(); err == nil && strings.TrimSpace(string(out)) == strconv.Itoa(n) {
 				break
 			}

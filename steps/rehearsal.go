@@ -132,11 +132,11 @@ func readCounts(path string) (TableCounts, error) {
 
 // RehearsalResult is what a rehearsal did.
 type RehearsalResult struct {
-	Scratch  string
-	Tables   int
-	Rows     int64
-	Took     time.Duration
-	LiveDiff bool // the source was counted now, not in the dump's snapshot
+	Scratch  string        `json:"scratch"`
+	Tables   int           `json:"tables"`
+	Rows     int64         `json:"rows"`
+	Took     time.Duration `json:"took_ns"`
+	LiveDiff bool          `json:"counted_live"` // the source was counted now, not in the dump's snapshot
 }
 
 func (r RehearsalResult) String() string {
