@@ -96,6 +96,13 @@ func (s *backupDB) databaseSize(ctx context.Context, database string) (int64, er
 // upgrader hashes the file, so the read that proves it whole is also the
 // read that hashes it (one pass, not two).
 func (s *backupDB) verifyDump(ctx context.Context, path string, progress orchestrator.Progress) (orchestrator.Artifact, error) {
+	return s.checkDump(ctx, path, false, progress)
+}
+
+// checkDump is verifyDump; readWhole says pg_restore has already read the
+// file's every entry to the end (as pg_dump wrote it, see followDump): then
+// only its final table of contents is listed and the file hashed.
+func (s *backupDB) checkDump(ctx context.Context, path string, readWhole bool, progress orchestrator.Progress) (orchestrator.Artifact, error) {
 	f, st, err := securefs.OpenRegular(path)
 	if err != nil {
 		return orchestrator.Artifact{}, err
@@ -124,13 +131,11 @@ func (s *backupDB) verifyDump(ctx context.Context, path string, progress orchest
 		return orchestrator.Artifact{}, err
 	}
 	sum := sha256.New()
-	in := &countingReader{r: io.TeeReader(f, sum), total: st.Size(), progress: progress, label: "pg_restore " + filepath.Base(path)}
-	run, ok := s.h.Run.(InputRunner)
-	if !ok {
-		return orchestrator.Artifact{}, fmt.Errorf("internal: %T cannot feed pg_restore", s.h.Run)
-	}
-	if err := run.RunInput(ctx, []string{restore, "--file=/dev/null"}, nil, in, nil); err != nil {
-		return orchestrator.Artifact{}, fmt.Errorf("%s cannot be read to the end by pg_restore (truncated or damaged): %w", path, err)
+	if !readWhole {
+		in := &countingReader{r: io.TeeReader(f, sum), total: st.Size(), progress: progress, label: "pg_restore " + filepath.Base(path)}
+		if err := s.readAll(ctx, in); err != nil {
+			return orchestrator.Artifact{}, fmt.Errorf("%s cannot be read to the end by pg_restore (truncated or damaged): %w", path, err)
+		}
 	}
 	// pg_restore may stop before the end (padding after the last entry):
 	// the hash covers the whole file.
@@ -147,6 +152,79 @@ func (s *backupDB) verifyDump(ctx context.Context, path string, progress orchest
 	a := orchestrator.Artifact{Path: s.h.Profile.Unroot(path), SHA256: hex.EncodeToString(sum.Sum(nil)), Size: st.Size(),
 		ModTime: st.ModTime().UTC(), Host: s.h.Role}
 	return a, nil
+}
+
+// readAll has pg_restore read a whole archive from in (to /dev/null):
+// every entry's data decompressed, the proof the archive is whole.
+func (s *backupDB) readAll(ctx context.Context, in io.Reader) error {
+	run, ok := s.h.Run.(InputRunner)
+	if !ok {
+		return fmt.Errorf("internal: %T cannot feed pg_restore", s.h.Run)
+	}
+	return run.RunInput(ctx, []string{s.tool("pg_restore", s.h.Profile.DB.RestoreCommand), "--file=/dev/null"}, nil, in, nil)
+}
+
+// followDump has pg_restore read the dump pg_dump is writing at path, from
+// its first byte to its last, as it grows: the read that proves the dump
+// whole overlaps the dump instead of following it (see dumpCompression
+// for the figures). pg_dump writes the header and table of contents
+// first, then the data, then rewrites the table of contents in place with
+// the data offsets; pg_restore reading a stream needs no offsets, and the
+// rewritten table of contents is listed afterwards. ended is closed once
+// pg_dump has ended: whatever it wrote is then read to the end.
+func (s *backupDB) followDump(ctx context.Context, path string, ended <-chan struct{}, progress orchestrator.Progress) error {
+	var f *os.File
+	for f == nil {
+		var err error
+		f, err = securefs.OpenFile(path, os.O_RDONLY, 0)
+		switch {
+		case err == nil:
+		case !errors.Is(err, os.ErrNotExist):
+			return err
+		default:
+			select {
+			case <-ended:
+				return fmt.Errorf("pg_dump ended without writing %s", path)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(followPoll):
+			}
+		}
+	}
+	defer f.Close()
+	in := &countingReader{r: &growingReader{ctx: ctx, f: f, ended: ended}, progress: progress, label: "pg_dump, read back by pg_restore as it is written"}
+	return s.readAll(ctx, in)
+}
+
+// followPoll is how often a read that caught up with pg_dump looks again.
+const followPoll = 20 * time.Millisecond
+
+// growingReader reads a file another process is still writing: at its end
+// it waits for more until the writer has ended, then reads what is left.
+type growingReader struct {
+	ctx       context.Context
+	f         *os.File
+	ended     <-chan struct{}
+	lastRound bool
+}
+
+func (g *growingReader) Read(p []byte) (int, error) {
+	for {
+		n, err := g.f.Read(p)
+		if n > 0 || (err != nil && err != io.EOF) {
+			return n, err
+		}
+		if g.lastRound {
+			return 0, io.EOF
+		}
+		select {
+		case <-g.ended:
+			g.lastRound = true // one more read: pg_dump's last bytes
+		case <-g.ctx.Done():
+			return 0, g.ctx.Err()
+		case <-time.After(followPoll):
+		}
+	}
 }
 
 // countingReader reports the progress of a read.
@@ -208,6 +286,10 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 		snap, argv = ss, append(argv, "--snapshot="+id)
 	}
 	started := false
+	// The verifying read follows pg_dump as it writes (a dump this process
+	// starts; one followed after a crash is read after it ends).
+	ended := make(chan struct{})
+	followed := make(chan error, 1)
 	err := s.h.runJob(ctx, sc, jobRun{what: "pg_dump", argv: argv, env: s.env(), private: true,
 		// pg_dump only reads the database: one interrupted is run again.
 		rerun: true,
@@ -228,8 +310,23 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 				return fmt.Errorf("%s has %s free and the database is %s: free at least %s there, then upgrader resume",
 					dir, orchestrator.BytesText(free), orchestrator.BytesText(size), orchestrator.BytesText(size+size/10-free))
 			}
+			go func() { followed <- s.followDump(ctx, tmp, ended, sc.Progress) }()
 			return nil
 		}})
+	close(ended)
+	readWhole := false
+	if started && err == nil {
+		select {
+		case ferr := <-followed:
+			// A read that failed is not the last word: the whole check
+			// below reads the finished file again.
+			if readWhole = ferr == nil; !readWhole {
+				sc.Log.Warn().Err(ferr).Msg("the read of the dump as it was written failed: reading the finished dump")
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
 	if errors.Is(err, orchestrator.ErrDetached) {
 		return err // pg_dump still writes it
 	}
@@ -238,7 +335,7 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	}
 	var a orchestrator.Artifact
 	if err == nil {
-		a, err = s.verifyDump(ctx, tmp, sc.Progress)
+		a, err = s.checkDump(ctx, tmp, readWhole, sc.Progress)
 	}
 	if err == nil && snap != nil && started {
 		// Counted in the dump's snapshot; a dump this process did not

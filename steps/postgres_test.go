@@ -228,3 +228,34 @@ func TestBackupDBRealPostgresConvergesFromHalfWrittenDump(t *testing.T) {
 	mustApply(t, st, sc)
 	mustVerify(t, st, sc)
 }
+
+// The read that proves the dump whole follows pg_dump as it writes, and
+// the finished file is not read by pg_restore a second time: it is only
+// listed and hashed.
+func TestBackupDBRealPostgresReadsWhileDumping(t *testing.T) {
+	c := postgres(t)
+	dir := t.TempDir()
+	h := pgHost(t, c, dir, ExecRunner{})
+	st, _ := h.Build(pgSpec(dir))
+	pr := &progressRecorder{}
+	sc := stepContext(pgSpec(dir), pr)
+	mustApply(t, st, sc)
+	a := mustVerify(t, st, sc).Artifacts["db-backup"]
+	var during, after int64
+	pr.mu.Lock()
+	for _, call := range pr.calls {
+		switch {
+		case strings.HasPrefix(call.label, "pg_dump, read back by pg_restore"):
+			during = max(during, call.done)
+		case strings.HasPrefix(call.label, "pg_restore "):
+			after = max(after, call.done)
+		}
+	}
+	pr.mu.Unlock()
+	if during < a.Size*9/10 || after != 0 {
+		t.Fatalf("pg_restore read %d bytes while pg_dump wrote and %d after, of %d: want the whole dump read once, as it was written", during, after, a.Size)
+	}
+	if err := h.Recheck(context.Background(), "db-backup", a); err != nil {
+		t.Fatalf("Recheck: %v", err)
+	}
+}
