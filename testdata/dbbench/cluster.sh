@@ -3,11 +3,16 @@
 # bench under DIR (made once, kept: later runs reuse it), started on a
 # loopback port, holding "pombench", a POM-like database of about 1 GB
 # (contacts, call history, DNC, campaigns: text and numbers, indexes).
-# Prints "PORT PASSFILE" on its last line.
+# Prints "PORT PASSFILE" on its last line. `cluster.sh DIR stop` stops it
+# (kept on disk for the next run).
 set -euo pipefail
 dir=$1
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "${2:-}" = stop ]; then
+	as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+	exit 0
+fi
 mkdir -p "$dir"
 port=$(cat "$dir/port" 2>/dev/null || echo $((20000 + RANDOM % 20000)))
 if [ ! -f "$dir/data/PG_VERSION" ]; then
