@@ -80,6 +80,16 @@ func TestVerifyBackupRealPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("through the daemon", func(t *testing.T) {
+		// The daemon holds the state: the run's dump is asked of it.
+		d := s.startDaemon(t)
+		defer d.stop(t)
+		r := s.mustRun(exitOK, "verify-backup", "--socket", d.socket)
+		if !strings.Contains(r.stdout, "the dump the run recorded") {
+			t.Errorf("verify-backup with the daemon says:\n%s", r.stdout)
+		}
+		noScratchLeft(t, c)
+	})
 	t.Run("json", func(t *testing.T) {
 		r := s.mustRun(exitOK, "verify-backup", dump, "-o", "json")
 		var doc struct {
