@@ -50,14 +50,28 @@ func (s *backupDB) tool(name, configured string) string {
 }
 
 // dumpCompression is pg_dump's gzip level (-Z) for the custom-format
-// dump. pg_dump compresses in its one process, and at the default level
-// (6) the compression, not the database, is most of the backup's time.
-// Measured on a 1.2 GB POM-like database (testdata/dbbench, PostgreSQL
-// 15, 2 shared CPUs): default 117 s / 208 MB; -Z 1 61 s / 239 MB (+15%);
-// -Fd -j 2 -Z 1 53 s / 239 MB. PostgreSQL 15's pg_dump offers gzip only
-// (lz4 and zstd for dumps came in 16). The directory format's few
-// seconds on two CPUs do not pay for what it costs: many files to fsync,
-// hash and carry to a migration's new server instead of one.
+// dump, chosen by measurement (make bench and by hand, testdata/dbbench: a
+// 1.2 GB POM-like database, PostgreSQL 15, 2 CPUs shared with other work).
+// pg_dump compresses in its one process: at the default level (6) that
+// is 22.6 s of CPU and the dump takes 24.9 s; at -Z 1, 9.4 s of CPU, 12.3
+// s, 239 MB against 208 MB (+15%, the limit is +30%); -Z 2 11.1 s of CPU,
+// 13.3 s, 233 MB; -Z 0 1.2 s of CPU but still 12.6 s and 813 MB (3.9x).
+// From level 1 down, the server producing the rows (one backend, one
+// COPY at a time), not the compression, sets the dump's time: no level
+// goes below about 0.5x the default. PostgreSQL 15's pg_dump offers gzip
+// only (lz4 and zstd for dumps came in 16). -Fd -j 2 -Z 1 takes 10.5 s
+// (two backends) but makes a directory of files to fsync, hash, re-check
+// before the point of no return and carry to a migration's new server
+// instead of one file: not taken for 2 s.
+//
+// The verifying read runs while pg_dump writes (followDump): pg_restore
+// reading the growing file costs 3.4 s of CPU that overlaps the dump
+// instead of following it, and the file keeps the data offsets of its
+// table of contents (pg_dump still writes to a file, not a pipe: the
+// rehearsal's pg_restore -j 2 needs them). Taking turns, best of 3: the
+// step 14.8 s, its pg_dump -Z 1 alone 11.9 s, a default pg_dump -Fc
+// 23.9 s: 0.62x, not the 0.5x aimed at. On 2 CPUs the server's backend,
+// pg_dump's compression and pg_restore's reading share two cores.
 const dumpCompression = "1"
 
 // conn is the connection arguments every client gets.
