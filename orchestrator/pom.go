@@ -281,8 +281,8 @@ func watchDB(prof profile.Profile, s *StepSpec) {
 // RehearsalBytesPerSecond is how fast the restore rehearsal goes, in bytes
 // of the source database per second: pg_restore into a scratch database
 // and an exact count(*) of every table on both sides, measured by `make
-// bench` on this project's 2-CPU machine: 1.2 GB in 22 to 54 s as the load varies). Upgrader's
-// own estimate, for the plan.
+// bench` on this project's 2-CPU machine (1.2 GB in 22 to 54 s as the
+// load varies). Upgrader's own estimate, for the plan.
 const RehearsalBytesPerSecond = 32 << 20
 
 // rehearsalNote says whether the restore rehearsal is on and what it
