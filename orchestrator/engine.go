@@ -336,6 +336,21 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 		}
 	}
 
+	// The checks come before a step starts: one already started (its
+	// intent recorded, an installer perhaps half-way) is probed, never
+	// held back.
+	for _, name := range spec.Checks {
+		if resumed {
+			break
+		}
+		if err := e.check(ctx, run, recs, rec, spec, name); err != nil {
+			return err
+		}
+		if run.State == StateFailed {
+			return nil
+		}
+	}
+
 	e.failpoint("before-intent", spec.ID)
 	rec.Status, rec.Attempts, rec.StartedAt, rec.Error = StepStarted, rec.Attempts+1, e.now(), ""
 	event, text := "step.start", fmt.Sprintf("start %s (attempt %d)", spec.ID, rec.Attempts)
@@ -447,6 +462,39 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	recs[i] = rec
 	e.failpoint("after-result", spec.ID)
 	e.notify(Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
+	return nil
+}
+
+// check runs one of upgrader's own checks before a step and journals what
+// it saw; a failed check fails the step before its intent is recorded, so
+// nothing of it has started. Only persistence errors and cancellation are
+// returned.
+func (e *Engine) check(ctx context.Context, run *Run, recs []StepRecord, rec StepRecord, spec StepSpec, name string) error {
+	hc, ok := e.Checker.(HealthChecker)
+	if !ok {
+		return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "check",
+			Err: fmt.Errorf("%w: no implementation of the %s check", ErrCheck, name)})
+	}
+	res, err := hc.Check(ctx, name)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fields := maps.Clone(res.Figures)
+	if fields == nil {
+		fields = map[string]string{}
+	}
+	fields["check"], fields["result"] = name, "ok"
+	text := fmt.Sprintf("upgrader's %s check before %s: %s", name, spec.ID, res.Text)
+	if err != nil {
+		fields["result"], text = "held", fmt.Sprintf("upgrader's %s check before %s: %v", name, spec.ID, err)
+	}
+	run.UpdatedAt = e.now()
+	if cerr := e.Store.Commit(Update{Run: *run, Journal: []JournalEntry{e.entry(*run, engineActor, "check."+name, spec.ID, text, fields)}}); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return e.fail(run, recs, rec, &StepError{Step: spec.ID, Phase: "check", Err: fmt.Errorf("%w: %w", ErrCheck, err)})
+	}
 	return nil
 }
 

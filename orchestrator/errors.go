@@ -22,6 +22,9 @@ var (
 	ErrTransition = errors.New("transition not allowed")
 	// ErrUnknownProcedure means the procedure id is not in the catalog.
 	ErrUnknownProcedure = errors.New("unknown procedure")
+	// ErrCheck means one of upgrader's own checks before a step (Checks)
+	// failed: the run holds before the step.
+	ErrCheck = errors.New("check before the step failed")
 	// ErrGuard means a step's required artifact is missing or changed.
 	ErrGuard = errors.New("step guard failed")
 	// ErrAttestation means an operator confirmed a gate without the

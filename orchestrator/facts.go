@@ -50,6 +50,11 @@ const (
 	// FactDBExists says whether the profile's database exists: "true",
 	// "false", or "unknown" when it cannot be read.
 	FactDBExists = "db.exists"
+	// The client connections the database allows (max_connections less
+	// superuser_reserved_connections) and those open when it was read;
+	// absent when it could not be asked.
+	FactDBConnAvailable = "db.connections.available"
+	FactDBConnUsed      = "db.connections.used"
 	// FactDBPasswordFileMode is the permission bits of db.password_file,
 	// in octal (0600).
 	FactDBPasswordFileMode = "db.password_file.mode"
@@ -57,22 +62,24 @@ const (
 
 // factKinds says how each known key's value is checked.
 var factKinds = map[string]string{
-	FactPOMVersion:   "version",
-	FactEPVersion:    "version",
-	FactEPMPPPatch:   "version",
-	FactPCVersion:    "version",
-	FactHostModel:    "text",
-	FactHostName:     "text",
-	FactComponents:   "list",
-	FactMediaSize:    "int",
-	FactMediaSigned:  "bool",
-	FactFreeBackup:   "int",
-	FactFreeInstall:  "int",
-	FactPCDataSize:   "int",
-	FactDBSize:       "int",
-	FactDBExists:     "known-bool",
-	FactMediaCrtSize: "int",
-	FactMediaSigSize: "int",
+	FactPOMVersion:      "version",
+	FactEPVersion:       "version",
+	FactEPMPPPatch:      "version",
+	FactPCVersion:       "version",
+	FactHostModel:       "text",
+	FactHostName:        "text",
+	FactComponents:      "list",
+	FactMediaSize:       "int",
+	FactMediaSigned:     "bool",
+	FactFreeBackup:      "int",
+	FactFreeInstall:     "int",
+	FactPCDataSize:      "int",
+	FactDBSize:          "int",
+	FactDBExists:        "known-bool",
+	FactDBConnAvailable: "int",
+	FactDBConnUsed:      "int",
+	FactMediaCrtSize:    "int",
+	FactMediaSigSize:    "int",
 	// An octal mode: 0600.
 	FactDBPasswordFileMode: "mode",
 }

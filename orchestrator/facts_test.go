@@ -77,6 +77,7 @@ func TestFactKeysAllAccepted(t *testing.T) {
 		orchestrator.FactFreeBackup: "1073741824", orchestrator.FactFreeInstall: "1073741824", orchestrator.FactPCDataSize: "4096",
 		orchestrator.FactDBSize: "52428800", orchestrator.FactDBPasswordFileMode: "0600", orchestrator.FactDBExists: "unknown",
 		orchestrator.FactMediaCrtSize: "5459", orchestrator.FactMediaSigSize: "-1",
+		orchestrator.FactDBConnAvailable: "97", orchestrator.FactDBConnUsed: "12",
 	}
 	for _, name := range orchestrator.POMMediaFiles() {
 		samples[orchestrator.MediaFileFact(name)] = "-1"

@@ -75,6 +75,11 @@ type StepSpec struct {
 	Requires []string `json:"requires,omitempty"`
 	// Produces lists the artifacts this step's Verify returns.
 	Produces []string `json:"produces,omitempty"`
+	// Checks names upgrader's own checks of the world outside the host
+	// ("db": the database answers and has connections to spare) that the
+	// engine runs right before the step starts; each is journaled, and one
+	// that fails holds the run before the step.
+	Checks []string `json:"checks,omitempty"`
 	// Params are the step's inputs (paths, service names, values).
 	Params       map[string]string `json:"params,omitempty"`
 	Instructions string            `json:"instructions,omitempty"`
@@ -147,6 +152,20 @@ type Step interface {
 // StepFactory builds the implementation of a planned step.
 type StepFactory interface {
 	Build(spec StepSpec) (Step, error)
+}
+
+// HealthChecker runs a step's Checks. The result's text and figures go to
+// the journal whether or not the check passes; an error holds the run
+// before the step (it fails, nothing of it started: retry once the cause
+// is gone).
+type HealthChecker interface {
+	Check(ctx context.Context, name string) (CheckResult, error)
+}
+
+// CheckResult is what a check saw: a sentence, and its figures.
+type CheckResult struct {
+	Text    string
+	Figures map[string]string
 }
 
 // ArtifactChecker re-checks a recorded artifact against the file on disk

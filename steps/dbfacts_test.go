@@ -17,7 +17,7 @@ import (
 func TestGatherFactsDatabaseExistsRealPostgres(t *testing.T) {
 	c := postgres(t)
 	onlyPOM := filepath.Join(t.TempDir(), "pgpass")
-	if err := os.WriteFile(onlyPOM, []byte("127.0.0.1:"+c.port+":pom:postgres:"+canary+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(onlyPOM, []byte("127.0.0.1:"+c.Port+":pom:postgres:"+canary+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

@@ -19,6 +19,12 @@ type Runner interface {
 	Run(ctx context.Context, argv, env []string, line func(string)) error
 }
 
+// InputRunner is a Runner that can also feed a command's standard input
+// (the backup's check reads the dump once, hashing it as pg_restore reads).
+type InputRunner interface {
+	RunInput(ctx context.Context, argv, env []string, in io.Reader, line func(string)) error
+}
+
 // ExecRunner runs commands as child processes with a minimal environment,
 // so nothing from the operator's shell (and no secret in it) leaks in.
 type ExecRunner struct{}
@@ -27,7 +33,12 @@ var baseEnv = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "LC_ALL=C
 
 // Run starts argv and waits for it. On cancellation the child's process
 // group gets SIGTERM and, 10 s later, the child SIGKILL.
-func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)) error {
+func (r ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)) error {
+	return r.RunInput(ctx, argv, env, nil, line)
+}
+
+// RunInput is Run with in as the command's standard input (nil: none).
+func (ExecRunner) RunInput(ctx context.Context, argv, env []string, in io.Reader, line func(string)) error {
 	if len(argv) == 0 {
 		return errors.New("empty command")
 	}
@@ -41,6 +52,7 @@ func (ExecRunner) Run(ctx context.Context, argv, env []string, line func(string)
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.Stdin = in
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)

@@ -84,6 +84,12 @@ func GatherFacts(ctx context.Context, h *Host) orchestrator.Facts {
 		if size >= 0 {
 			setVolatile(orchestrator.FactDBSize, strconv.FormatInt(size, 10), source)
 		}
+		if exists == "true" {
+			if c, err := h.dbConnections(ctx); err == nil {
+				setVolatile(orchestrator.FactDBConnAvailable, strconv.FormatInt(c.Available, 10), source+" (pg_settings)")
+				setVolatile(orchestrator.FactDBConnUsed, strconv.FormatInt(c.Used, 10), source+" (pg_stat_activity)")
+			}
+		}
 	}
 	if p.DB.PasswordFile != "" {
 		// libpq ignores a password file others may read; the plan says so.
@@ -135,7 +141,7 @@ func databaseFacts(ctx context.Context, h *Host) (exists string, size int64, sou
 // psqlNumber runs one query with psql as the backup does (the password only
 // through PGPASSFILE) and returns the number it answers, -1 for no row.
 func psqlNumber(ctx context.Context, h *Host, database, query string) (int64, error) {
-	b := backupDB{h}
+	b := &backupDB{h: h}
 	argv := append([]string{b.tool("psql", h.Profile.DB.PSQLCommand)}, b.conn(database)...)
 	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command="+query)
 	var rows []int64

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -201,6 +202,13 @@ func (r *recordingRunner) Run(ctx context.Context, argv, env []string, line func
 	r.calls = append(r.calls, recordedCall{append([]string(nil), argv...), append([]string(nil), env...)})
 	r.mu.Unlock()
 	return r.inner.Run(ctx, argv, env, line)
+}
+
+func (r *recordingRunner) RunInput(ctx context.Context, argv, env []string, in io.Reader, line func(string)) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, recordedCall{append([]string(nil), argv...), append([]string(nil), env...)})
+	r.mu.Unlock()
+	return r.inner.(InputRunner).RunInput(ctx, argv, env, in, line)
 }
 
 func (r *recordingRunner) recorded() []recordedCall {

@@ -50,7 +50,7 @@ func (h *Host) Build(spec orchestrator.StepSpec) (orchestrator.Step, error) {
 	case "verify-media":
 		return verifyMedia{h}, nil
 	case "backup-db":
-		return backupDB{h}, nil
+		return &backupDB{h: h}, nil
 	case "mpp-config":
 		return mppConfig{h}, nil
 	case "service-stop":

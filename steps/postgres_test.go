@@ -3,157 +3,31 @@ package steps
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"upgrader/orchestrator"
 	"upgrader/steps/job"
+	"upgrader/testdata/pgtest"
 	"upgrader/testdata/sshd"
 )
 
-// A real PostgreSQL server for the backup tests: a throwaway cluster on a
-// loopback port, started once per test binary (TestMain stops it). `make
-// test` installs the server (.ci/deps); a machine without it fails here,
-// it does not skip.
+// A real PostgreSQL server for the backup tests (package pgtest), started
+// once per test binary; TestMain stops it.
 
-type pgCluster struct {
-	dir, bin, port, passfile string
-	err                      error
-}
-
-var (
-	pgOnce   sync.Once
-	pgShared pgCluster
-)
-
-// pomSchema is a POM-like database: campaigns, contacts, DNC entries, with
-// enough rows that the dump is more than a header.
-const pomSchema = `
-CREATE TABLE cmp_campaign (id bigint PRIMARY KEY, name text NOT NULL, state text NOT NULL);
-CREATE TABLE pim_contact (id bigint PRIMARY KEY, campaign bigint REFERENCES cmp_campaign(id), phone text, name text, attrs jsonb);
-CREATE TABLE pim_dnc (phone text PRIMARY KEY, added timestamptz NOT NULL DEFAULT now());
-CREATE INDEX pim_contact_phone ON pim_contact (phone);
-INSERT INTO cmp_campaign SELECT g, 'campaign ' || g, 'running' FROM generate_series(1, 20) g;
-INSERT INTO pim_contact SELECT g, 1 + g % 20, '+1555' || lpad(g::text, 7, '0'), 'Contact ' || g, jsonb_build_object('tier', g % 3) FROM generate_series(1, 20000) g;
-INSERT INTO pim_dnc SELECT '+1666' || lpad(g::text, 7, '0') FROM generate_series(1, 2000) g;
-`
-
-func postgresBin() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Strings(dirs)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
-			return dirs[i], nil
-		}
-	}
-	return "", errors.New("no PostgreSQL server under /usr/lib/postgresql: run `make deps` (apt-get install postgresql)")
-}
-
-// asPostgres runs a server command; the server refuses to run as root, so
-// root runs it as the postgres user.
-func asPostgres(argv ...string) *exec.Cmd {
-	if os.Geteuid() == 0 {
-		return exec.Command("runuser", append([]string{"-u", "postgres", "--"}, argv...)...)
-	}
-	return exec.Command(argv[0], argv[1:]...)
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
-}
-
-func startPostgres() (c pgCluster) {
-	if c.bin, c.err = postgresBin(); c.err != nil {
-		return c
-	}
-	if c.dir, c.err = os.MkdirTemp("", "upgrader-pg-"); c.err != nil {
-		return c
-	}
-	if c.port, c.err = freePort(); c.err != nil {
-		return c
-	}
-	run := func(cmd *exec.Cmd) error {
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
-		}
-		return nil
-	}
-	pw := filepath.Join(c.dir, "pw")
-	if c.err = os.WriteFile(pw, []byte(canary+"\n"), 0o600); c.err != nil {
-		return c
-	}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			c.err = fmt.Errorf("no postgres user: %v", err)
-			return c
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		for _, p := range []string{c.dir, pw} {
-			if c.err = os.Chown(p, uid, gid); c.err != nil {
-				return c
-			}
-		}
-	}
-	data := filepath.Join(c.dir, "data")
-	if c.err = run(asPostgres(filepath.Join(c.bin, "initdb"), "-D", data, "--username=postgres", "--auth=scram-sha-256",
-		"--pwfile="+pw, "--encoding=UTF8", "--no-sync")); c.err != nil {
-		return c
-	}
-	if c.err = run(asPostgres(filepath.Join(c.bin, "pg_ctl"), "-D", data, "-l", filepath.Join(c.dir, "log"), "-w",
-		"-o", "-c listen_addresses=127.0.0.1 -p "+c.port+" -k "+c.dir+" -c fsync=off", "start")); c.err != nil {
-		return c
-	}
-	// The client side: a pgpass file the tools read through PGPASSFILE.
-	c.passfile = filepath.Join(c.dir, "pgpass")
-	if c.err = os.WriteFile(c.passfile, []byte("127.0.0.1:"+c.port+":*:postgres:"+canary+"\n"), 0o600); c.err != nil {
-		return c
-	}
-	psql := func(db, sql string) error {
-		cmd := exec.Command("/usr/bin/psql", "--host=127.0.0.1", "--port="+c.port, "--username=postgres", "--no-password",
-			"--dbname="+db, "--set=ON_ERROR_STOP=1", "--quiet", "--command="+sql)
-		cmd.Env = []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + c.passfile}
-		return run(cmd)
-	}
-	if c.err = psql("postgres", "CREATE DATABASE pom"); c.err != nil {
-		return c
-	}
-	c.err = psql("pom", pomSchema)
-	return c
-}
-
-func (c pgCluster) stop() {
-	if c.dir == "" {
-		return
-	}
-	asPostgres(filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "stop").Run()
-	os.RemoveAll(c.dir)
-}
+type pgCluster = pgtest.Cluster
 
 // postgres returns the shared cluster, starting it on first use.
 func postgres(tb testing.TB) pgCluster {
 	tb.Helper()
-	pgOnce.Do(func() { pgShared = startPostgres() })
-	if pgShared.err != nil {
-		tb.Fatalf("PostgreSQL for the backup tests: %v", pgShared.err)
-	}
-	return pgShared
+	return pgtest.Shared(tb, canary)
 }
+
+func freePort() (string, error) { return pgtest.FreePort() }
 
 func TestMain(m *testing.M) {
 	// The supervised jobs the steps start run this binary again (job.Main).
@@ -161,7 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(job.Main(os.Args[2:]))
 	}
 	code := m.Run()
-	pgShared.stop()
+	pgtest.StopShared()
 	sshd.StopShared()
 	os.Exit(code)
 }
@@ -173,10 +47,10 @@ func pgHost(tb testing.TB, c pgCluster, backupDir string, run Runner) *Host {
 	h.Profile.Root = "/"
 	h.Profile.DB.Kind = "postgres"
 	h.Profile.DB.Host = "127.0.0.1"
-	h.Profile.DB.Port, _ = strconv.Atoi(c.port)
+	h.Profile.DB.Port, _ = strconv.Atoi(c.Port)
 	h.Profile.DB.Name = "pom"
 	h.Profile.DB.User = "postgres"
-	h.Profile.DB.PasswordFile = c.passfile
+	h.Profile.DB.PasswordFile = c.Passfile
 	h.Profile.DB.BackupDir = backupDir
 	return h
 }
@@ -284,7 +158,7 @@ func TestBackupDBRealPostgresUnreachable(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("files left behind: %v", entries)
 	}
-	h.Profile.DB.Port, _ = strconv.Atoi(c.port)
+	h.Profile.DB.Port, _ = strconv.Atoi(c.Port)
 	mustApply(t, st, sc)
 }
 
@@ -353,4 +227,35 @@ func TestBackupDBRealPostgresConvergesFromHalfWrittenDump(t *testing.T) {
 	mustProbe(t, st, sc, false)
 	mustApply(t, st, sc)
 	mustVerify(t, st, sc)
+}
+
+// The read that proves the dump whole follows pg_dump as it writes, and
+// the finished file is not read by pg_restore a second time: it is only
+// listed and hashed.
+func TestBackupDBRealPostgresReadsWhileDumping(t *testing.T) {
+	c := postgres(t)
+	dir := t.TempDir()
+	h := pgHost(t, c, dir, ExecRunner{})
+	st, _ := h.Build(pgSpec(dir))
+	pr := &progressRecorder{}
+	sc := stepContext(pgSpec(dir), pr)
+	mustApply(t, st, sc)
+	a := mustVerify(t, st, sc).Artifacts["db-backup"]
+	var during, after int64
+	pr.mu.Lock()
+	for _, call := range pr.calls {
+		switch {
+		case strings.HasPrefix(call.label, "pg_dump, read back by pg_restore"):
+			during = max(during, call.done)
+		case strings.HasPrefix(call.label, "pg_restore "):
+			after = max(after, call.done)
+		}
+	}
+	pr.mu.Unlock()
+	if during < a.Size*9/10 || after != 0 {
+		t.Fatalf("pg_restore read %d bytes while pg_dump wrote and %d after, of %d: want the whole dump read once, as it was written", during, after, a.Size)
+	}
+	if err := h.Recheck(context.Background(), "db-backup", a); err != nil {
+		t.Fatalf("Recheck: %v", err)
+	}
 }

@@ -135,3 +135,17 @@ awk -v b="$bundle_ms" -v t="$tar_ms" -v bc="$bundle_cpu" -v tc="$tar_cpu" -v bb=
 # on one real sshd on loopback (see testdata/mppbench).
 go build -o "$bwork/mppbench" ./testdata/mppbench
 "$bwork/mppbench" "$bin" 7
+
+# The database backup: the backup-db step (the real step code, see
+# testdata/dbbench) against a default `pg_dump -Fc` of the same ~1.2 GB
+# POM-like database, taking turns, and the restore rehearsal beside them.
+# The cluster is made once and kept under /var/tmp/upgrader-dbbench
+# (DBBENCH_DIR), started for the bench and stopped after it.
+dbdir=${DBBENCH_DIR:-/var/tmp/upgrader-dbbench}
+# The dumps go to a directory of root's beside it (the cluster's own is the
+# postgres user's, which backup-db refuses for a backup).
+dbwork=$(mktemp -d "${dbdir}-work-XXXXXX")
+trap 'testdata/dbbench/cluster.sh "$dbdir" stop; rm -rf "$out" "$media" "$bwork" "$dbwork"' EXIT
+read -r dbport dbpass < <(testdata/dbbench/cluster.sh "$dbdir" | tail -1)
+go build -o "$bwork/dbbench" ./testdata/dbbench
+"$bwork/dbbench" "$dbport" "$dbpass" "$dbwork" "${DBBENCH_ROUNDS:-3}"

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"upgrader/orchestrator"
+	"upgrader/testdata/pgtest"
 	"upgrader/testdata/simhost"
 	"upgrader/testdata/sshd"
 )
@@ -63,6 +64,7 @@ func TestMain(m *testing.M) {
 		fmt.Println(canaryFigure())
 	}
 	sshd.StopShared()
+	pgtest.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

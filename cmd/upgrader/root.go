@@ -170,7 +170,7 @@ process.
 	}
 	root.AddCommand(newBundleCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRetryCmd(a), newConfirmCmd(a),
 		newSkipCmd(a), newAbortCmd(a), newWatchCmd(a), newStatusCmd(a), newJournalCmd(a), newHistoryCmd(a), newExportCmd(a), newImportCmd(a),
-		newLifecycleCmd(a), newProceduresCmd(a), newVerifyMediaCmd(a), newDaemonCmd(a), newRestoreStateCmd(a))
+		newLifecycleCmd(a), newProceduresCmd(a), newVerifyMediaCmd(a), newVerifyBackupCmd(a), newDaemonCmd(a), newRestoreStateCmd(a))
 	root.AddCommand(newDocsCmd(root))
 	return root
 }

@@ -136,7 +136,7 @@ func shipped(t *testing.T, zshDir string) map[string]shippedFile {
 	// One man page per command operators type, and the root's.
 	for _, c := range []string{"", "-abort", "-bundle", "-confirm", "-daemon", "-export", "-history", "-import", "-journal",
 		"-lifecycle", "-plan", "-procedures", "-restore-state", "-resume", "-retry", "-run", "-skip", "-status",
-		"-verify-media", "-watch"} {
+		"-verify-backup", "-verify-media", "-watch"} {
 		m["/usr/share/man/man8/upgrader"+c+".8.gz"] = shippedFile{0o644, ""}
 	}
 	return m

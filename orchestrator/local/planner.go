@@ -41,6 +41,10 @@ func (c Config) Planner() Planner {
 		Artifacts: filepath.Join(c.StateDir, "artifacts"), SSH: remote.NewPool(), Failpoint: c.Failpoint}
 }
 
+// Host is the host a profile describes, for the commands that act on it
+// outside a run (verify-backup).
+func (pl Planner) Host(p profile.Profile) *steps.Host { return pl.host(p, "") }
+
 func (pl Planner) host(p profile.Profile, role string) *steps.Host {
 	return &steps.Host{Profile: p, Run: pl.Runner, Jobs: pl.Jobs, Role: role, Artifacts: pl.Artifacts, SSH: pl.SSH, Failpoint: pl.Failpoint}
 }

@@ -221,6 +221,11 @@ type DB struct {
 	BackupCommand  []string `yaml:"backup_command" json:"backup_command,omitempty"`
 	RestoreCommand string   `yaml:"restore_command" json:"restore_command"`
 	PSQLCommand    string   `yaml:"psql_command" json:"psql_command"`
+	// RehearseRestore makes the PostgreSQL backup step restore its dump
+	// into a scratch database on the same server and compare every
+	// table's row count with the source (upgrader's own rule, off by
+	// default: it costs about the time of the dump again).
+	RehearseRestore bool `yaml:"rehearse_restore" json:"rehearse_restore,omitempty"`
 }
 
 // PCProducts are the names pc.products knows.
