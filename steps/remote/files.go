@@ -41,6 +41,10 @@ func (c *Conn) do(ctx context.Context, what string, op func() error) error {
 	select {
 	case err := <-done:
 		if err != nil {
+			var status *sftp.StatusError
+			if !errors.Is(err, fs.ErrNotExist) && !errors.As(err, &status) {
+				c.closeIfBroken() // the server's answer is no sign of a drop
+			}
 			if !c.alive() {
 				return fmt.Errorf("%s on %s: the connection dropped (%w)", what, c.target, err)
 			}
@@ -53,6 +57,18 @@ func (c *Conn) do(ctx context.Context, what string, op func() error) error {
 	case <-ctx.Done():
 		c.Close()
 		return fmt.Errorf("%s on %s: %w", what, c.target, ctx.Err())
+	}
+}
+
+// closeIfBroken closes the connection when the server no longer answers
+// on it: an operation can see the drop before the transport's reader has
+// marked the connection ended, and the pool must not hand it out again.
+func (c *Conn) closeIfBroken() {
+	if !c.alive() {
+		return
+	}
+	if _, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+		c.Close()
 	}
 }
 

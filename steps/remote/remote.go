@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -183,6 +184,7 @@ type Conn struct {
 	done   chan struct{} // closed when the connection ends
 	idle   *time.Timer
 	once   sync.Once
+	closed atomic.Bool // Close was called (done may close a moment later)
 }
 
 // Target is who this connection is logged in as, where.
@@ -192,6 +194,9 @@ func (c *Conn) Target() Target { return c.target }
 func (c *Conn) LocalAddr() net.Addr { return c.client.LocalAddr() }
 
 func (c *Conn) alive() bool {
+	if c.closed.Load() {
+		return false
+	}
 	select {
 	case <-c.done:
 		return false
@@ -205,6 +210,7 @@ func (c *Conn) touch() { c.idle.Reset(IdleClose) }
 // Close ends the connection.
 func (c *Conn) Close() error {
 	c.once.Do(func() {
+		c.closed.Store(true)
 		c.idle.Stop()
 		// The transport first: the SFTP client's Close waits for its
 		// reader, which a silent server would hold forever.
