@@ -205,7 +205,9 @@ func sessionOf(pid int) int {
 	return sid
 }
 
-// waitDead waits until pid is gone or a zombie.
+// waitDead waits until pid is gone or a zombie whose threads are all gone
+// too (a killed Go process's leader is a zombie while its other threads
+// still exit, holding its files: a job's lock, the state file's flock).
 func waitDead(pid int) {
 	for i := 0; i < 500; i++ {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -213,7 +215,9 @@ func waitDead(pid int) {
 			return
 		}
 		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); f[0] == "Z" || f[0] == "X" {
-			return
+			if tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); len(tasks) <= 1 {
+				return
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
