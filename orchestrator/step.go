@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -48,6 +49,29 @@ type Ref struct {
 	ReleaseNotes string `json:"release_notes,omitempty"`
 	// Guide is the guide the section refers to, with its document number.
 	Guide string `json:"guide,omitempty"`
+}
+
+// Cite is the reference in words, its parts joined by sep: the document,
+// its section in quotes, the material ID and release notes a PC step
+// follows, the guide the section sends the reader to.
+func (r Ref) Cite(sep string) string {
+	var parts []string
+	if r.Document != "" {
+		parts = append(parts, r.Document)
+	}
+	if r.Section != "" {
+		parts = append(parts, "\""+r.Section+"\"")
+	}
+	if r.MaterialID != "" {
+		parts = append(parts, "material "+r.MaterialID)
+	}
+	if r.ReleaseNotes != "" {
+		parts = append(parts, r.ReleaseNotes)
+	}
+	if r.Guide != "" {
+		parts = append(parts, "guide: "+r.Guide)
+	}
+	return strings.Join(parts, sep)
 }
 
 // StepSpec is a step as the plan declares it: what it is, why it is in, and

@@ -141,25 +141,7 @@ func stepWhere(s orchestrator.StepSpec) string {
 // refText is one vendor reference: the document and its section in
 // quotes, the material ID and release notes a PC step follows, the guide
 // the section sends the reader to.
-func refText(r orchestrator.Ref) string {
-	var parts []string
-	if r.Document != "" {
-		parts = append(parts, r.Document)
-	}
-	if r.Section != "" {
-		parts = append(parts, "\""+r.Section+"\"")
-	}
-	if r.MaterialID != "" {
-		parts = append(parts, "material "+r.MaterialID)
-	}
-	if r.ReleaseNotes != "" {
-		parts = append(parts, r.ReleaseNotes)
-	}
-	if r.Guide != "" {
-		parts = append(parts, "guide: "+r.Guide)
-	}
-	return strings.Join(parts, " · ")
-}
+func refText(r orchestrator.Ref) string { return r.Cite(" · ") }
 
 // citedText names the sections refs cite, grouped by document:
 // `Doc "A", "B"; Other "C"`.

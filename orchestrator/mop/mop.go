@@ -246,25 +246,7 @@ func (d doc) operatorAction(i int) []string {
 }
 
 // refText cites one vendor reference.
-func refText(r orchestrator.Ref) string {
-	var parts []string
-	if r.Document != "" {
-		parts = append(parts, r.Document)
-	}
-	if r.Section != "" {
-		parts = append(parts, "\""+r.Section+"\"")
-	}
-	if r.MaterialID != "" {
-		parts = append(parts, "material "+r.MaterialID)
-	}
-	if r.ReleaseNotes != "" {
-		parts = append(parts, r.ReleaseNotes)
-	}
-	if r.Guide != "" {
-		parts = append(parts, "guide: "+r.Guide)
-	}
-	return strings.Join(parts, ", ")
-}
+func refText(r orchestrator.Ref) string { return r.Cite(", ") }
 
 // source says whose rule a step or finding is.
 func source(src orchestrator.Source, refs []orchestrator.Ref, rationale string) string {
