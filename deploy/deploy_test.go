@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"upgrader/testdata/testenv"
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
@@ -29,37 +30,6 @@ const (
 	profilePath = "/etc/upgrader/site.yaml"
 	execStart   = binPath + " daemon --state-dir " + stateDir + " --socket " + socketPath + " --profile " + profilePath
 )
-
-// needTool finds a tool the tests use. A missing tool fails the test: the
-// tests never skip, `make deps` installs what they need.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: run `make deps` (as root) to install what the tests need: %v", name, err)
-	}
-	return p
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
 
 func readFile(t testing.TB, name string) []byte {
 	t.Helper()
@@ -199,7 +169,7 @@ func TestUnitKeys(t *testing.T) {
 // ExecStart's binary exists, so a copy points at this test binary instead
 // of /usr/local/sbin/upgrader; everything else is the shipped file.
 func TestUnitVerifies(t *testing.T) {
-	analyze := needTool(t, "systemd-analyze")
+	analyze := testenv.NeedTool(t, "systemd-analyze")
 	data := readFile(t, "upgrader.service")
 	self, err := os.Executable()
 	if err != nil {
@@ -261,7 +231,7 @@ func TestTmpfiles(t *testing.T) {
 
 	// systemd-tmpfiles itself creates them under a scratch root. Not as
 	// root, it cannot chown to root: the owners are checked above.
-	tmpfiles := needTool(t, "systemd-tmpfiles")
+	tmpfiles := testenv.NeedTool(t, "systemd-tmpfiles")
 	conf := filepath.Join(t.TempDir(), "upgrader.conf")
 	if os.Geteuid() != 0 {
 		data = bytes.ReplaceAll(data, []byte(" root root "), []byte(" - - "))
@@ -358,9 +328,9 @@ func makeEnv() []string {
 }
 
 func TestMakeInstall(t *testing.T) {
-	mk := needTool(t, "make")
-	needTool(t, "install")
-	root := moduleRoot(t)
+	mk := testenv.NeedTool(t, "make")
+	testenv.NeedTool(t, "install")
+	root := testenv.ModuleRoot(t)
 	dest := t.TempDir()
 	// The binary is built outside the checkout: the test leaves bin/ alone.
 	bin := filepath.Join(t.TempDir(), "upgrader")

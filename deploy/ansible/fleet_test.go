@@ -13,30 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"upgrader/testdata/testenv"
 
 	"upgrader/testdata/sshd"
 )
-
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: run `make deps` (as root) to install what the tests need: %v", name, err)
-	}
-	return p
-}
-
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // host is one simulated POM server: its own root, profile, state
 // directory, socket and daemon, reached over the loopback sshd as addr.
@@ -50,7 +30,7 @@ type host struct {
 // the simulated host maker finds its tree by its source path).
 func build(t *testing.T, out, pkg string) {
 	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=fleet-test", "-o", out, pkg)
-	cmd.Dir = moduleRoot(t)
+	cmd.Dir = testenv.ModuleRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if res, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, res)
@@ -144,10 +124,10 @@ func recaps(out string) map[string]recap {
 // and one package installed three times over /usr/sbin is one install
 // (the package itself is tested in deploy/package).
 func TestFleet(t *testing.T) {
-	playbook := needTool(t, "ansible-playbook")
-	needTool(t, "ssh")
+	playbook := testenv.NeedTool(t, "ansible-playbook")
+	testenv.NeedTool(t, "ssh")
 	start := time.Now()
-	root := moduleRoot(t)
+	root := testenv.ModuleRoot(t)
 	work := t.TempDir()
 	bin := filepath.Join(work, "upgrader")
 	build(t, bin, "./cmd/upgrader")
@@ -354,8 +334,8 @@ func checkReport(t *testing.T, work string, hosts []host, bin, from string) {
 // TestLint runs ansible-lint (Debian's) on the playbook and the role, and
 // checks the sample inventory with the playbook.
 func TestLint(t *testing.T) {
-	lint := needTool(t, "ansible-lint")
-	check := exec.Command(needTool(t, "ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", "fleet.yml")
+	lint := testenv.NeedTool(t, "ansible-lint")
+	check := exec.Command(testenv.NeedTool(t, "ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", "fleet.yml")
 	check.Env = append(os.Environ(), "HOME="+t.TempDir())
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", check, err, out)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"upgrader/testdata/testenv"
 )
 
 // The tests install the .deb into a scratch root (dpkg --root with
@@ -20,27 +21,6 @@ import (
 // root through DPKG_ROOT), not onto this machine: other test binaries run
 // beside this one, dpkg's lock is shared with apt, and a test that dies
 // half-way must not leave a package installed on the machine CI runs on.
-
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: run `make deps` (as root) to install what the tests need: %v", name, err)
-	}
-	return p
-}
-
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // makeEnv drops a calling make's settings (see deploy/deploy_test.go).
 func makeEnv() []string {
@@ -81,7 +61,7 @@ func packages(t *testing.T) (deb, rpm string) {
 		}
 		cmd := exec.Command(mk, "--no-print-directory", "package", "BIN="+filepath.Join(pkgDir, "upgrader"),
 			"DIST="+filepath.Join(pkgDir, "dist"), "PKGVERSION=1.2")
-		cmd.Dir = moduleRoot(t)
+		cmd.Dir = testenv.ModuleRoot(t)
 		cmd.Env = makeEnv()
 		out, err := cmd.CombinedOutput()
 		pkgOut = string(out)
@@ -143,7 +123,7 @@ func shipped(t *testing.T, zshDir string) map[string]shippedFile {
 }
 
 func TestPackagedUnit(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join(moduleRoot(t), "deploy/upgrader.service"))
+	src, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "deploy/upgrader.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,10 +176,10 @@ func dpkg(root string, args ...string) (string, error) {
 }
 
 func TestDebInstall(t *testing.T) {
-	needTool(t, "dpkg")
-	analyze := needTool(t, "systemd-analyze")
+	testenv.NeedTool(t, "dpkg")
+	analyze := testenv.NeedTool(t, "systemd-analyze")
 	deb, _ := packages(t)
-	srcRoot := moduleRoot(t)
+	srcRoot := testenv.ModuleRoot(t)
 	root := dpkgRoot(t)
 	if out, err := dpkg(root, "-i", deb); err != nil {
 		t.Fatalf("dpkg -i: %v\n%s", err, out)
@@ -317,7 +297,7 @@ func TestDebInstall(t *testing.T) {
 // its profile.
 func simPOM(t *testing.T, dir string) string {
 	cmd := exec.Command("go", "run", "./testdata/simhost/mksim", "pom", dir)
-	cmd.Dir = moduleRoot(t)
+	cmd.Dir = testenv.ModuleRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mksim: %v\n%s", err, out)
 	}
@@ -328,7 +308,7 @@ func simPOM(t *testing.T, dir string) string {
 // run's record survives remove and purge; an empty state directory goes
 // with a purge.
 func TestDebRemoveKeepsRuns(t *testing.T) {
-	needTool(t, "dpkg")
+	testenv.NeedTool(t, "dpkg")
 	deb, _ := packages(t)
 	root := dpkgRoot(t)
 	if out, err := dpkg(root, "-i", deb); err != nil {
@@ -426,7 +406,7 @@ func fingerprint(t *testing.T, up func(...string) (string, error)) string {
 // scriptlets; then runs its %preun as rpm would (0: erase, 1: upgrade) on
 // a root holding a run in flight.
 func TestRPM(t *testing.T) {
-	rpmTool := needTool(t, "rpm")
+	rpmTool := testenv.NeedTool(t, "rpm")
 	_, rpm := packages(t)
 	q := func(format string) string { return run(t, rpmTool, "-qp", "--qf", format, rpm) }
 	if got := q("%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{OS}"); got != "upgrader 1.2 1 x86_64 linux" {
@@ -481,7 +461,7 @@ func TestRPM(t *testing.T) {
 	}
 
 	// The scriptlets are the maintainer scripts beside this file.
-	srcRoot := moduleRoot(t)
+	srcRoot := testenv.ModuleRoot(t)
 	for tag, file := range map[string]string{"POSTIN": "postinstall.sh", "PREUN": "preremove.sh", "POSTUN": "postremove.sh"} {
 		got := q("%{" + tag + "}")
 		src, _ := os.ReadFile(filepath.Join(srcRoot, "deploy/package", file))
