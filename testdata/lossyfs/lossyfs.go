@@ -598,9 +598,11 @@ func (n *lnode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, 
 	return &file{LoopbackFile: fh.(*fs.LoopbackFile), fs: f, id: id, sync: flags&(syscall.O_SYNC|syscall.O_DSYNC) != 0}, fuseFlags, 0
 }
 
-func (n *lnode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (in *fs.Inode, errno syscall.Errno) {
+// createEntry makes a new entry in n with mk and logs its link as a
+// volatile operation of the directory.
+func (n *lnode) createEntry(name string, mk func() (*fs.Inode, syscall.Errno)) (in *fs.Inode, errno syscall.Errno) {
 	errno = n.dirOp(name, func() ([]op, syscall.Errno) {
-		if in, errno = n.LoopbackNode.Mkdir(ctx, name, mode, out); errno != 0 {
+		if in, errno = mk(); errno != 0 {
 			return nil, errno
 		}
 		id, err := n.fs.created(filepath.Join(n.path(), name))
@@ -610,37 +612,21 @@ func (n *lnode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.E
 		return []op{{id: n.id(), kind: opLink, name: name, child: id}}, 0
 	})
 	return in, errno
+}
+
+func (n *lnode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.createEntry(name, func() (*fs.Inode, syscall.Errno) { return n.LoopbackNode.Mkdir(ctx, name, mode, out) })
 }
 
 func (n *lnode) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (in *fs.Inode, errno syscall.Errno) {
 	if mode&syscall.S_IFMT != syscall.S_IFIFO && mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, syscall.EPERM
 	}
-	errno = n.dirOp(name, func() ([]op, syscall.Errno) {
-		if in, errno = n.LoopbackNode.Mknod(ctx, name, mode, rdev, out); errno != 0 {
-			return nil, errno
-		}
-		id, err := n.fs.created(filepath.Join(n.path(), name))
-		if err != nil {
-			return nil, fs.ToErrno(err)
-		}
-		return []op{{id: n.id(), kind: opLink, name: name, child: id}}, 0
-	})
-	return in, errno
+	return n.createEntry(name, func() (*fs.Inode, syscall.Errno) { return n.LoopbackNode.Mknod(ctx, name, mode, rdev, out) })
 }
 
-func (n *lnode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (in *fs.Inode, errno syscall.Errno) {
-	errno = n.dirOp(name, func() ([]op, syscall.Errno) {
-		if in, errno = n.LoopbackNode.Symlink(ctx, target, name, out); errno != 0 {
-			return nil, errno
-		}
-		id, err := n.fs.created(filepath.Join(n.path(), name))
-		if err != nil {
-			return nil, fs.ToErrno(err)
-		}
-		return []op{{id: n.id(), kind: opLink, name: name, child: id}}, 0
-	})
-	return in, errno
+func (n *lnode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.createEntry(name, func() (*fs.Inode, syscall.Errno) { return n.LoopbackNode.Symlink(ctx, target, name, out) })
 }
 
 func (n *lnode) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (in *fs.Inode, errno syscall.Errno) {
