@@ -28,7 +28,7 @@ run "lifecycle model" ./orchestrator/ -run 'TestLifecycleModel'
 run "hostile input" ./steps/... ./orchestrator/... -run 'Hostile|Refuses|Limits|MPPConfigReplaced'
 run "crashes, upgrader killed alone, torn artifacts, secrets" ./cmd/upgrader/ -run 'TestFaultPointsEveryProcedure|TestFaultDoubleCrash|TestCrashResumeEveryPoint|TestUpgraderKilledAlone|TestTornArtifacts|TestRestoreStateAfterDamage|TestSecretsCanary|TestDaemon'
 
-run "power cuts (lossy disk)" ./testdata/lossyfs/ ./state/securefs/ ./cmd/upgrader/ -run 'TestPowerCut|Survives|Lost|Kept|Gone|Undone|Prefix|Torn|ChildProcessSync|StaleMount'
+run "power cuts (lossy disk)" -p 1 ./testdata/lossyfs/ ./state/securefs/ ./cmd/upgrader/ -run 'TestPowerCut|Survives|Lost|Kept|Gone|Undone|Prefix|Torn|ChildProcessSync|StaleMount'
 
 # Fuzzing: every target for a bounded time.
 echo "== fuzzing ($fuzztime per target)"
