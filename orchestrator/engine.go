@@ -54,8 +54,40 @@ type Engine struct {
 	Notify func(Notice)
 	// Failpoint, if set, is called at every durable boundary of a step so
 	// crash tests can stop the process there. Points: before-intent,
-	// after-intent, after-effect, after-result.
+	// after-intent, after-effect, after-result. A step's result is durable
+	// with the next step's intent (see held), so after-result of one
+	// step comes right before after-intent of the next, after the same
+	// commit.
 	Failpoint func(point, step string)
+
+	held *held // bookkeeping not committed yet
+}
+
+// held is bookkeeping waiting for the next commit of the same Execute: a
+// finished step's result (as a rule it rides on the next step's intent:
+// one durable commit per step instead of two) and the preflight and pass
+// transitions before the first step. Nothing is held across anything
+// that acts on or waits for the outside world (a guard's re-check, a
+// database check, a pause, the end of Execute), and nobody is told of
+// held work until the commit that carries it is on disk. Losing it to a
+// crash leaves a step started (it is probed again, as every step must
+// allow: invariant 2) or a run not yet past preflight (done again).
+type held struct {
+	run     Run // the run as it was when the last work was held
+	steps   []StepRecord
+	journal []JournalEntry
+	notices []Notice // told once on disk; step-done also passes after-result
+}
+
+// hold keeps bookkeeping for the next commit.
+func (e *Engine) hold(run Run, steps []StepRecord, j JournalEntry, n Notice) {
+	if e.held == nil {
+		e.held = &held{}
+	}
+	e.held.run = run
+	e.held.steps = append(e.held.steps, steps...)
+	e.held.journal = append(e.held.journal, j)
+	e.held.notices = append(e.held.notices, n)
 }
 
 // ExecOptions are the operator's choices for one Execute call.
@@ -109,6 +141,36 @@ func (e *Engine) failpoint(point, step string) {
 	if e.Failpoint != nil {
 		e.Failpoint(point, step)
 	}
+}
+
+// commit writes u, together with held bookkeeping if there is any, and
+// only then tells of the held work.
+func (e *Engine) commit(u Update) error {
+	h := e.held
+	if h == nil {
+		return e.Store.Commit(u)
+	}
+	u.Steps = append(slices.Clone(h.steps), u.Steps...)
+	u.Journal = append(slices.Clone(h.journal), u.Journal...)
+	if err := e.Store.Commit(u); err != nil {
+		return err
+	}
+	e.held = nil
+	for _, n := range h.notices {
+		if n.Kind == "step-done" {
+			e.failpoint("after-result", n.Step)
+		}
+		e.notify(n)
+	}
+	return nil
+}
+
+// flush commits held bookkeeping on its own.
+func (e *Engine) flush() error {
+	if e.held == nil {
+		return nil
+	}
+	return e.commit(Update{Run: e.held.run})
 }
 
 func (e *Engine) entry(run Run, actor, event, step, text string, fields map[string]string) JournalEntry {
@@ -167,7 +229,15 @@ func (e *Engine) transition(run *Run, recs []StepRecord, ev Event, actor, text s
 	old := run.State
 	run.State, run.UpdatedAt = next, e.now()
 	j := e.entry(*run, actor, "run."+string(ev), "", text, map[string]string{"from": string(old), "to": string(next)})
-	if err := e.Store.Commit(Update{Run: *run, Steps: changed, Journal: []JournalEntry{j}}); err != nil {
+	if ev == EventPreflight || ev == EventPass {
+		// Nothing is acted on before the next commit: held (see held).
+		e.hold(*run, changed, j, Notice{Kind: "state", Run: run.ID, Text: string(next)})
+		for _, r := range changed {
+			recs[r.Index] = r
+		}
+		return nil
+	}
+	if err := e.commit(Update{Run: *run, Steps: changed, Journal: []JournalEntry{j}}); err != nil {
 		run.State = old
 		return err
 	}
@@ -183,13 +253,21 @@ func (e *Engine) transition(run *Run, recs []StepRecord, ev Event, actor, text s
 // is probed again, never assumed done.
 //
 // The run is loaded once: this process holds the state's lock, so the
-// in-memory copy is kept equal to what each commit wrote.
+// in-memory copy is kept equal to what each commit wrote (a held result
+// included: it is committed before Execute returns).
 func (e *Engine) Execute(ctx context.Context, runID string, opts ExecOptions) (ExecResult, error) {
+	c := *e // this call's own engine: a held result belongs to it alone
 	if opts.Steps != nil {
-		c := *e
 		c.Steps, c.Checker = opts.Steps, opts.Checker
-		e = &c
 	}
+	out, err := c.execute(ctx, runID, opts)
+	if ferr := c.flush(); ferr != nil && err == nil {
+		err = ferr
+	}
+	return out, err
+}
+
+func (e *Engine) execute(ctx context.Context, runID string, opts ExecOptions) (ExecResult, error) {
 	run, recs, err := e.Store.LoadRun(runID)
 	if err != nil {
 		return ExecResult{RunID: runID}, err
@@ -321,6 +399,13 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	rec := recs[i]
 	resumed := rec.Status == StepStarted
 	artifacts := artifactsBefore(recs, i)
+	if len(spec.Requires) > 0 || (len(spec.Checks) > 0 && !resumed) {
+		// Re-checks and checks look at the outside world and may take a
+		// while: the step before is on disk, and said done, first.
+		if err := e.flush(); err != nil {
+			return err
+		}
+	}
 
 	for _, name := range spec.Requires {
 		a, ok := artifacts[name]
@@ -365,7 +450,7 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	run.UpdatedAt = e.now()
 	// The intent of an irreversible step is copied to the snapshot: a
 	// restored state must never forget that the point of no return passed.
-	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}, Snapshot: spec.Irreversible}); err != nil {
+	if err := e.commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}, Snapshot: spec.Irreversible}); err != nil {
 		return err
 	}
 	recs[i] = rec
@@ -389,7 +474,7 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 			next.Saved = saved
 			j := e.entry(*run, engineActor, "step.saved", spec.ID, "saved "+strings.Join(slices.Sorted(maps.Keys(values)), ", "), values)
 			// Saved values (a boot id, a job's key) must survive a restore.
-			if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{next}, Journal: []JournalEntry{j}, Snapshot: true}); err != nil {
+			if err := e.commit(Update{Run: *run, Steps: []StepRecord{next}, Journal: []JournalEntry{j}, Snapshot: true}); err != nil {
 				return err
 			}
 			rec, recs[i] = next, next
@@ -456,12 +541,9 @@ func (e *Engine) runStep(ctx context.Context, run *Run, recs []StepRecord, i int
 	}
 	run.UpdatedAt = e.now()
 	j = e.entry(*run, engineActor, "step.done", spec.ID, text, fields)
-	if err := e.Store.Commit(Update{Run: *run, Steps: []StepRecord{rec}, Journal: []JournalEntry{j}}); err != nil {
-		return err
-	}
+	// The result goes to disk with the next commit (see held).
 	recs[i] = rec
-	e.failpoint("after-result", spec.ID)
-	e.notify(Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
+	e.hold(*run, []StepRecord{rec}, j, Notice{Kind: "step-done", Run: run.ID, Step: spec.ID, Index: i, Total: len(recs), Title: spec.Title, Text: text})
 	return nil
 }
 
@@ -489,7 +571,7 @@ func (e *Engine) check(ctx context.Context, run *Run, recs []StepRecord, rec Ste
 		fields["result"], text = "held", fmt.Sprintf("upgrader's %s check before %s: %v", name, spec.ID, err)
 	}
 	run.UpdatedAt = e.now()
-	if cerr := e.Store.Commit(Update{Run: *run, Journal: []JournalEntry{e.entry(*run, engineActor, "check."+name, spec.ID, text, fields)}}); cerr != nil {
+	if cerr := e.commit(Update{Run: *run, Journal: []JournalEntry{e.entry(*run, engineActor, "check."+name, spec.ID, text, fields)}}); cerr != nil {
 		return cerr
 	}
 	if err != nil {

@@ -363,9 +363,15 @@ func TestEngineHappyPath(t *testing.T) {
 		}
 	}
 
-	wantPoints := []string{}
-	for _, id := range []string{"verify-media", "backup-db", "upgrade", "start"} {
-		wantPoints = append(wantPoints, "before-intent "+id, "after-intent "+id, "after-effect "+id, "after-result "+id)
+	// One commit per step: a step's result is durable with the next
+	// step's intent, so its after-result point comes after the next
+	// before-intent; the pause before the point of no return (upgrade)
+	// commits backup-db's result on its own.
+	wantPoints := []string{
+		"before-intent verify-media", "after-intent verify-media", "after-effect verify-media",
+		"before-intent backup-db", "after-result verify-media", "after-intent backup-db", "after-effect backup-db", "after-result backup-db",
+		"before-intent upgrade", "after-intent upgrade", "after-effect upgrade",
+		"before-intent start", "after-result upgrade", "after-intent start", "after-effect start", "after-result start",
 	}
 	if !slices.Equal(h.points, wantPoints) {
 		t.Errorf("failpoints\n got %v\nwant %v", h.points, wantPoints)
