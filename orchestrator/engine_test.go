@@ -429,6 +429,116 @@ func TestEnginePersistBeforeAct(t *testing.T) {
 	}
 }
 
+// countingStore counts the commits that reach the state.
+type countingStore struct {
+	orchestrator.Store
+	commits int
+}
+
+func (c *countingStore) Commit(u orchestrator.Update) error {
+	c.commits++
+	return c.Store.Commit(u)
+}
+
+func TestEngineOneCommitPerStep(t *testing.T) {
+	// A step's result rides on the next step's intent, and the preflight
+	// and pass transitions on the first step's: ten plain steps cost ten
+	// commits, plus the one that completes the run.
+	h := newHarness(t)
+	var specs []orchestrator.StepSpec
+	for i := range 10 {
+		specs = append(specs, step(fmt.Sprintf("s%d", i)))
+	}
+	h.create(t, newPlan(specs...))
+	store := &countingStore{Store: h.db}
+	h.eng.Store = store
+	if out := h.exec(t, orchestrator.ExecOptions{}); out.State != orchestrator.StateCompleted {
+		t.Fatalf("outcome %+v", out)
+	}
+	if store.commits != len(specs)+1 {
+		t.Errorf("%d commits for %d steps, want %d", store.commits, len(specs), len(specs)+1)
+	}
+	// Nothing was lost on the way: every record and journal entry is there.
+	_, recs := h.load(t)
+	for _, r := range recs {
+		if r.Status != orchestrator.StepDone {
+			t.Errorf("step %s is %s, want done", r.StepID, r.Status)
+		}
+	}
+	if got := h.events(t); len(got) != 4+2*len(specs)+1 {
+		t.Errorf("journal %v: want created, consent, preflight, pass, a start and a done per step, complete", got)
+	}
+}
+
+func TestEngineDoneToldOnlyOnDisk(t *testing.T) {
+	// A step is said done only once its result is committed: a second
+	// reader of the state, asked when the notice arrives, sees it done.
+	// And held work never waits on the outside world: while c's guard
+	// re-checks a's artifact, b's result is already on disk.
+	h := newHarness(t)
+	h.create(t, newPlan(step("a", produces("x")), step("b"), step("c", requires("x")), step("d")))
+	stored := func(i int) orchestrator.StepStatus {
+		_, recs, err := h.db.LoadRun(runID)
+		if err != nil {
+			t.Fatalf("LoadRun: %v", err)
+		}
+		return recs[i].Status
+	}
+	told := 0
+	h.eng.Notify = func(n orchestrator.Notice) {
+		if n.Kind == "step-done" {
+			told++
+			if got := stored(n.Index); got != orchestrator.StepDone {
+				t.Errorf("told %s is done while the state says %s", n.Step, got)
+			}
+		}
+	}
+	checked := false
+	h.eng.Checker = recheckFunc(func(string) error {
+		checked = true
+		if got := stored(1); got != orchestrator.StepDone {
+			t.Errorf("during c's guard re-check b is %s on disk, want done", got)
+		}
+		return nil
+	})
+	if out := h.exec(t, orchestrator.ExecOptions{}); out.State != orchestrator.StateCompleted {
+		t.Fatalf("outcome %+v", out)
+	}
+	if told != 4 || !checked {
+		t.Errorf("%d steps told done (want 4), guard re-checked: %v", told, checked)
+	}
+}
+
+// recheckFunc is an ArtifactChecker made of a function.
+type recheckFunc func(name string) error
+
+func (f recheckFunc) Recheck(_ context.Context, name string, _ orchestrator.Artifact) error {
+	return f(name)
+}
+
+func TestEngineHeldResultLostToACrashIsProbed(t *testing.T) {
+	// A crash after b's effect and Verify, before the commit that would
+	// carry its result (c's intent), loses only bookkeeping: b is found
+	// started and probed (its effect in place, not applied again).
+	h := newHarness(t)
+	h.create(t, newPlan(step("a"), step("b"), step("c")))
+	h.crashAt = "before-intent c"
+	h.execCrash(t)
+	h.restart(t)
+	if r := h.rec(t, "b"); r.Status != orchestrator.StepStarted {
+		t.Fatalf("after the crash b is %s on disk, want started (its result was held)", r.Status)
+	}
+	if out := h.exec(t, orchestrator.ExecOptions{}); out.State != orchestrator.StateCompleted {
+		t.Fatalf("outcome %+v", out)
+	}
+	if got := h.steps.callsFor("b"); !slices.Equal(got, []string{"probe", "apply", "verify", "probe", "verify"}) {
+		t.Errorf("b's calls %v: want it applied once and probed after the crash", got)
+	}
+	if r := h.rec(t, "b"); r.Status != orchestrator.StepDone || !r.AlreadyInPlace {
+		t.Errorf("b after resume: %+v, want done, found in place", r)
+	}
+}
+
 func TestEngineResumeProbesStartedStep(t *testing.T) {
 	// A step found started is probed: Probe, not the record, decides
 	// whether Apply runs again.
