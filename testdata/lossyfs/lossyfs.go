@@ -27,10 +27,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -116,7 +116,9 @@ func (f *FS) mount() error {
 	}
 	root.RootNode = root.NewNode(root, nil, "", &st)
 	server, err := fs.Mount(f.Mountpoint, root.RootNode, &fs.Options{MountOptions: fuse.MountOptions{
-		AllowOther: true, FsName: "lossyfs", Name: "lossyfs", DirectMount: true,
+		// The source names the serving process: CleanStale leaves the
+		// mounts of live processes alone.
+		AllowOther: true, FsName: fmt.Sprintf("lossyfs:%d", os.Getpid()), Name: "lossyfs", DirectMount: true,
 	}})
 	if err != nil {
 		return fmt.Errorf("lossyfs: mount %s: %w", f.Mountpoint, err)
@@ -843,8 +845,10 @@ func (f *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOu
 	return f.LoopbackFile.Setattr(ctx, in, out)
 }
 
-// CleanStale detaches lossyfs mounts whose server is gone (a test process
-// that died): their mountpoint answers ENOTCONN.
+// CleanStale detaches lossyfs mounts whose serving process is gone (a
+// test process that died). A live process's mount is never looked at, not
+// even stat'ed: that process may be stopped (the power-cut sweep stops a
+// run's servers), and a look would wait on it.
 func CleanStale() {
 	fh, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -858,21 +862,14 @@ func CleanStale() {
 		if i < 5 || fields[i] != "fuse.lossyfs" {
 			continue
 		}
-		mp := unescape(fields[4])
-		// Another process's mount may hang (its server stopped): skip it
-		// after a while rather than wait for good.
-		res := make(chan error, 1)
-		go func() {
-			var st syscall.Stat_t
-			res <- syscall.Stat(mp, &st)
-		}()
-		select {
-		case err := <-res:
-			if errors.Is(err, syscall.ENOTCONN) {
-				unix.Unmount(mp, unix.MNT_DETACH)
-			}
-		case <-time.After(2 * time.Second):
+		pid, err := strconv.Atoi(strings.TrimPrefix(fields[i+1], "lossyfs:"))
+		if err != nil || pid <= 0 {
+			continue // not one of ours, or from before sources named their server
 		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // its server's process is alive (or its pid reused: left alone)
+		}
+		unix.Unmount(unescape(fields[4]), unix.MNT_DETACH)
 	}
 }
 

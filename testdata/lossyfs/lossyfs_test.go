@@ -344,6 +344,79 @@ func TestStaleMountCleaned(t *testing.T) {
 	}
 }
 
+// A live process's mount is never touched, even when that process is
+// stopped (the power-cut sweep stops a run's servers): a CleanStale that
+// stat'ed it would block in the kernel, and the process calling it could
+// then not even exit until the other one went on.
+func TestCleanStaleLeavesLiveMountsAlone(t *testing.T) {
+	if os.Getenv("LOSSYFS_CLEAN_STALE") != "" {
+		CleanStale()
+		return
+	}
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "backing"), 0o755)
+	os.Mkdir(filepath.Join(dir, "mnt"), 0o755)
+	owner := exec.Command(os.Args[0], "-test.run=^TestStaleMountCleaned$")
+	owner.Env = append(os.Environ(), "LOSSYFS_DIE_MOUNTED="+dir)
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		owner.Process.Signal(syscall.SIGCONT)
+		owner.Process.Kill()
+		owner.Wait()
+		CleanStale() // its mount, now stale
+	}()
+	for i := 0; !exists(filepath.Join(dir, "mounted")); i++ {
+		if i > 500 {
+			t.Fatal("the owner never mounted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	owner.Process.Signal(syscall.SIGSTOP)
+
+	cleaner := exec.Command(os.Args[0], "-test.run=^TestCleanStaleLeavesLiveMountsAlone$")
+	cleaner.Env = append(os.Environ(), "LOSSYFS_CLEAN_STALE=1")
+	if err := cleaner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cleaner.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("CleanStale in another process: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		owner.Process.Signal(syscall.SIGCONT) // lets the cleaner finish
+		<-done
+		t.Fatal("CleanStale hung on a live (stopped) process's mount: its process could not exit until that one went on")
+	}
+	owner.Process.Signal(syscall.SIGCONT)
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(dir, "mnt"), &st); err != nil || st.Dev == 0 {
+		t.Fatalf("the live mount after CleanStale: %v", err)
+	}
+	if !mounted(t, filepath.Join(dir, "mnt")) {
+		t.Error("CleanStale detached a live process's mount")
+	}
+}
+
+// mounted says whether a lossyfs mount is at mp.
+func mounted(t *testing.T, mp string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescape(f[4]) == mp && strings.Contains(line, "fuse.lossyfs") {
+			return true
+		}
+	}
+	return false
+}
+
 // TestSyncfsNotSeen holds what the kernel does: syncfs(2) on a FUSE mount
 // reaches the server only for virtiofs (fuse_sync_fs sends
 // FUSE_SYNCFS only when the connection asks for it), so a program that
