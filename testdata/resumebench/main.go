@@ -6,10 +6,11 @@
 //
 // UPGRADER is upgrader built with -tags failpoints, DIR a simulated POM
 // host made by mksim. It fills DIR/state with 1,000 finished runs, runs the
-// POM upgrade until the result of mpp-config-mpp1 is committed and kills it
-// there, then, five times over from that same state, starts `upgrader
-// daemon` and takes the time from just before the process starts to the
-// journal's start of the next step (mpp-config-mpp2), read from the daemon
+// POM upgrade until the result of mpp-config-mpp1 is committed (with the
+// next step's intent: one commit per step) and kills it there, then, five
+// times over from that same state, starts `upgrader daemon` and takes the
+// time from just before the process starts to the journal's start (or, as
+// here, resume) of the next step (mpp-config-mpp2), read from the daemon
 // over its socket.
 package main
 
