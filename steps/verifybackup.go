@@ -25,6 +25,9 @@ type BackupCheck struct {
 	File     string                `json:"file"`
 	Dump     orchestrator.Artifact `json:"dump"`
 	Recorded bool                  `json:"matches_run_record"` // the SHA-256 and size the run recorded
+	// Directory says the dump is in directory format: its SHA-256 is its
+	// manifest's.
+	Directory bool `json:"directory,omitempty"`
 	// CountsFrom says what the restored rows were compared with.
 	CountsFrom string          `json:"counted_against"`
 	Rehearsal  RehearsalResult `json:"rehearsal"`
@@ -52,6 +55,7 @@ func (h *Host) VerifyBackup(ctx context.Context, path string, recorded *orchestr
 	}
 	defer f.Close()
 	stamp := dumpStamp(path)
+	c.Directory = st.IsDir()
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return c, fmt.Errorf("%w: another upgrader verify-backup is rehearsing %s: wait for it to end", orchestrator.ErrInvalidRequest, path)
 	}
