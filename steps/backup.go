@@ -21,10 +21,11 @@ import (
 	"upgrader/state/securefs"
 )
 
-// backupDB dumps the POM database with pg_dump in custom format. The dump
-// is written under a temporary name, fsynced, proved readable with
-// pg_restore --list and only then renamed, so a file with the final name
-// is always a complete, readable archive. The password reaches the tools
+// backupDB dumps the POM database with pg_dump, in custom format (one
+// file) or, when several jobs pay, in directory format (dumpdir.go). The
+// dump is written under a temporary name, fsynced, proved whole and only
+// then renamed, so a dump with the final name is always a complete,
+// readable archive. The password reaches the tools
 // only through PGPASSFILE: never argv, never PGPASSWORD.
 type backupDB struct {
 	h *Host
@@ -60,10 +61,10 @@ func (s *backupDB) tool(name, configured string) string {
 // From level 1 down, the server producing the rows (one backend, one
 // COPY at a time), not the compression, sets the dump's time: no level
 // goes below about 0.5x the default. PostgreSQL 15's pg_dump offers gzip
-// only (lz4 and zstd for dumps came in 16). -Fd -j 2 -Z 1 takes 10.5 s
-// (two backends) but makes a directory of files to fsync, hash, re-check
-// before the point of no return and carry to a migration's new server
-// instead of one file: not taken for 2 s.
+// only (lz4 and zstd for dumps came in 16). Only several backends go
+// lower: -Fd -j 2 -Z 1 takes 10.5 s, and backup-db writes that directory
+// format when the database has tables worth a worker each (dumpJobs,
+// dumpdir.go); else this custom format.
 //
 // The verifying read runs while pg_dump writes (followDump): pg_restore
 // reading the growing file costs 3.4 s of CPU that overlaps the dump

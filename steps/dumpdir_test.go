@@ -56,12 +56,20 @@ func TestBackupDBDirectoryRealPostgres(t *testing.T) {
 	c := postgres(t)
 	dir := t.TempDir()
 	h := pgHost(t, c, dir, ExecRunner{})
-	st, _ := h.Build(pgSpec(dir))
+	// With the restore rehearsal: pg_dump's jobs dump the snapshot the
+	// rows are counted in, and pg_restore --jobs=2 restores the directory.
+	spec := pgSpec(dir)
+	spec.Params["rehearse"] = "true"
+	st, _ := h.Build(spec)
 	pr := &progressRecorder{}
-	sc := stepContext(pgSpec(dir), pr)
+	sc := stepContext(spec, pr)
 	mustProbe(t, st, sc, false)
 	mustApply(t, st, sc)
-	a := mustVerify(t, st, sc).Artifacts["db-backup"]
+	out := mustVerify(t, st, sc)
+	a := out.Artifacts["db-backup"]
+	if !strings.Contains(out.Values["rehearsal"], "as in the source") {
+		t.Errorf("rehearsal: %q", out.Values["rehearsal"])
+	}
 	final := filepath.Join(dir, "pomdb-pom-"+sc.RunID+".dump")
 	if fi, err := os.Lstat(final); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("%s: %v %v, want a directory dump, mode 0700", final, fi, err)
@@ -91,8 +99,8 @@ func TestBackupDBDirectoryRealPostgres(t *testing.T) {
 	if total != a.Size || len(entries) < 5 {
 		t.Errorf("%d files of %d bytes, artifact size %d: want toc.dat, one file per table and the manifest", len(entries), total, a.Size)
 	}
-	if left, _ := os.ReadDir(dir); len(left) != 1 {
-		t.Errorf("the backup directory holds %d entries, want the dump only", len(left))
+	if left, _ := os.ReadDir(dir); len(left) != 2 {
+		t.Errorf("the backup directory holds %d entries, want the dump and its counts", len(left))
 	}
 	// The data files were read as pg_dump wrote them.
 	var during int64
@@ -113,10 +121,10 @@ func TestBackupDBDirectoryRealPostgres(t *testing.T) {
 	if err := h.Recheck(context.Background(), "db-backup", a); err != nil {
 		t.Fatalf("Recheck: %v", err)
 	}
-	fresh, _ := h.Build(pgSpec(dir))
+	fresh, _ := h.Build(spec)
 	mustProbe(t, fresh, sc, true)
 	got, err := h.VerifyBackup(context.Background(), final, &a, nil)
-	if err != nil || !got.Recorded || got.Rehearsal.Rows == 0 {
+	if err != nil || !got.Recorded || !got.Directory || got.Rehearsal.Rows == 0 || got.Rehearsal.LiveDiff {
 		t.Fatalf("VerifyBackup of the directory dump: %+v %v", got, err)
 	}
 }
