@@ -110,11 +110,16 @@ var dataFile = regexp.MustCompile(`^(toc\.dat|blobs\.toc|[0-9]+\.dat(\.gz)?|blob
 // checkDumpFile reads one file of a directory dump from r to its end:
 // hashed, and a .gz file decompressed (gzip's CRC-32 and length prove the
 // data whole, as pg_restore reading it would). f is the open file, made
-// root's only and fsynced once read.
+// root's only and fsynced once read. klauspost/compress/gzip inflates the
+// bench's 780 MB of table data in 5.3 s of CPU, the standard library's
+// compress/gzip in 6.7 s (zlib, which upgrader built without cgo cannot
+// use, in 2.6 s).
 func checkDumpFile(f *os.File, r io.Reader, name string) fileCheck {
 	h := sha256.New()
 	n := &countWriter{}
-	in := io.TeeReader(r, io.MultiWriter(h, n))
+	// Read in large pieces: 1 MB took the decompressing read of the
+	// bench's 239 MB from 5.5 s of CPU to 4.9 s (gzip's own buffer is 4 kB).
+	in := bufio.NewReaderSize(io.TeeReader(r, io.MultiWriter(h, n)), 1<<20)
 	var err error
 	if strings.HasSuffix(name, ".gz") {
 		var z *gzip.Reader
