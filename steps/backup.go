@@ -303,14 +303,14 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	// server answers; a dump followed after a crash is checked as what it
 	// left at tmp: a file or a directory.
 	jobs := 1
+	var extra []string // --snapshot with the rehearsal on
 	command := func() []string {
 		argv := []string{pgDump, "--format=custom", "--compress=" + dumpCompression, "--file=" + tmp}
 		if jobs > 1 {
 			argv = []string{pgDump, "--format=directory", "--jobs=" + strconv.Itoa(jobs), "--compress=" + dumpCompression, "--file=" + tmp}
 		}
-		return append(argv, s.conn(database)...)
+		return append(append(argv, s.conn(database)...), extra...)
 	}
-	var extra []string
 	// With the rehearsal on, pg_dump dumps the snapshot of a transaction
 	// upgrader holds open, in which it then counts the source's rows.
 	rehearse := sc.Spec.Params["rehearse"] == "true"
@@ -333,7 +333,7 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 		// pg_dump only reads the database: one interrupted is run again.
 		rerun:   true,
 		line:    func(l string) { sc.Log.Info().Str("pg_dump", l).Send() },
-		command: func() []string { return append(command(), extra...) },
+		command: command,
 		prepare: func() error {
 			started = true
 			if err := os.RemoveAll(tmp); err != nil {

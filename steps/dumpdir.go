@@ -260,7 +260,7 @@ func (s *backupDB) tocDataFiles(ctx context.Context, dir string, present map[str
 				name += ".gz"
 			}
 			names = append(names, name)
-		case len(fields) >= 3 && (fields[2] == "BLOBS" || fields[2] == "BLOB"):
+		case len(fields) >= 3 && fields[2] == "BLOBS": // the large objects' data (BLOB entries are their metadata)
 			blobs = true
 		}
 	}); err != nil {
