@@ -514,8 +514,11 @@ func recheckDumpDir(a orchestrator.Artifact, progress orchestrator.Progress) err
 			continue
 		}
 		w, ok := want[n]
-		if !ok || !e.Type().IsRegular() {
+		switch {
+		case !ok:
 			return fmt.Errorf("%s holds %s, which it did not hold when it was verified: the dump was changed; make a new backup", dir, n)
+		case !e.Type().IsRegular():
+			return fmt.Errorf("%s/%s is now a %s, not the file verified: the dump was changed; make a new backup", dir, n, securefs.TypeName(e.Type()))
 		}
 		st, err := os.Lstat(filepath.Join(dir, n))
 		if err != nil {

@@ -174,6 +174,12 @@ func TestBackupDBDirectoryTampered(t *testing.T) {
 		{"a file added", func() error { return os.WriteFile(filepath.Join(final, "9999.dat.gz"), []byte("x"), 0o600) },
 			"holds 9999.dat.gz, which it did not hold", "holds 9999.dat.gz, which its table of contents does not name"},
 		{"a file cut short", func() error { return os.Truncate(data, size-10) }, biggest + " changed since it was verified: size", biggest + ": cut short"},
+		{"a file replaced by a symlink to its copy", func() error {
+			if err := os.Remove(data); err != nil {
+				return err
+			}
+			return os.Symlink(filepath.Join(pristine, biggest), data)
+		}, biggest + " is now a symbolic link", biggest + ", a symbolic link"},
 		{"the table of contents cut short", func() error { return os.Truncate(filepath.Join(final, "toc.dat"), 100) }, "toc.dat changed since it was verified: size", "pg_restore"},
 		{"the manifest edited", func() error {
 			m := filepath.Join(final, manifestName)
