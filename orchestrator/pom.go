@@ -230,8 +230,10 @@ func backupDBStep(in PlanInput) StepSpec {
 	switch {
 	case isPostgres(prof.DB):
 		watchDB(prof, &s)
-		s.Notes = append(s.Notes, "upgrader's own choice of format: pg_dump custom format at gzip level 1 (measured about 1.9x faster "+
-			"than the default level for a dump about 15% larger), proved whole by pg_restore and hashed in the same read")
+		s.Notes = append(s.Notes, "upgrader's own choice of format: pg_dump at gzip level 1 (measured about 1.9x faster "+
+			"than the default level for a dump about 15% larger); in directory format with one job per table of 64 MB or more "+
+			"(at most one per CPU, and only with connections to spare) when there are several, else one custom-format file; "+
+			"proved whole (every table's data read back and decompressed) and hashed")
 		s.Notes = append(s.Notes, rehearsalNote(in))
 		if prof.DB.RehearseRestore {
 			s.Params["rehearse"] = "true"

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -20,10 +21,11 @@ import (
 	"upgrader/state/securefs"
 )
 
-// backupDB dumps the POM database with pg_dump in custom format. The dump
-// is written under a temporary name, fsynced, proved readable with
-// pg_restore --list and only then renamed, so a file with the final name
-// is always a complete, readable archive. The password reaches the tools
+// backupDB dumps the POM database with pg_dump, in custom format (one
+// file) or, when several jobs pay, in directory format (dumpdir.go). The
+// dump is written under a temporary name, fsynced, proved whole and only
+// then renamed, so a dump with the final name is always a complete,
+// readable archive. The password reaches the tools
 // only through PGPASSFILE: never argv, never PGPASSWORD.
 type backupDB struct {
 	h *Host
@@ -59,10 +61,10 @@ func (s *backupDB) tool(name, configured string) string {
 // From level 1 down, the server producing the rows (one backend, one
 // COPY at a time), not the compression, sets the dump's time: no level
 // goes below about 0.5x the default. PostgreSQL 15's pg_dump offers gzip
-// only (lz4 and zstd for dumps came in 16). -Fd -j 2 -Z 1 takes 10.5 s
-// (two backends) but makes a directory of files to fsync, hash, re-check
-// before the point of no return and carry to a migration's new server
-// instead of one file: not taken for 2 s.
+// only (lz4 and zstd for dumps came in 16). Only several backends go
+// lower: -Fd -j 2 -Z 1 takes 10.5 s, and backup-db writes that directory
+// format when the database has tables worth a worker each (dumpJobs,
+// dumpdir.go); else this custom format.
 //
 // The verifying read runs while pg_dump writes (followDump): pg_restore
 // reading the growing file costs 3.4 s of CPU that overlaps the dump
@@ -112,7 +114,16 @@ func (s *backupDB) databaseSize(ctx context.Context, database string) (int64, er
 // upgrader hashes the file, so the read that proves it whole is also the
 // read that hashes it (one pass, not two).
 func (s *backupDB) verifyDump(ctx context.Context, path string, progress orchestrator.Progress) (orchestrator.Artifact, error) {
+	if isDir(path) {
+		return s.verifyDumpDir(ctx, path, progress)
+	}
 	return s.checkDump(ctx, path, false, progress)
+}
+
+// isDir says path is a directory itself (not a symlink to one).
+func isDir(path string) bool {
+	st, err := os.Lstat(path)
+	return err == nil && st.IsDir()
 }
 
 // checkDump is verifyDump; readWhole says pg_restore has already read the
@@ -287,8 +298,19 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	}
 	tmp := final + ".partial"
 	database := sc.Spec.Params["database"]
-	argv := append([]string{s.tool("pg_dump", s.h.Profile.DB.DumpCommand), "--format=custom", "--compress=" + dumpCompression,
-		"--file=" + tmp}, s.conn(database)...)
+	pgDump := s.tool("pg_dump", s.h.Profile.DB.DumpCommand)
+	// The format and jobs are chosen in prepare (dumpJobs), from what the
+	// server answers; a dump followed after a crash is checked as what it
+	// left at tmp: a file or a directory.
+	jobs := 1
+	var extra []string // --snapshot with the rehearsal on
+	command := func() []string {
+		argv := []string{pgDump, "--format=custom", "--compress=" + dumpCompression, "--file=" + tmp}
+		if jobs > 1 {
+			argv = []string{pgDump, "--format=directory", "--jobs=" + strconv.Itoa(jobs), "--compress=" + dumpCompression, "--file=" + tmp}
+		}
+		return append(append(argv, s.conn(database)...), extra...)
+	}
 	// With the rehearsal on, pg_dump dumps the snapshot of a transaction
 	// upgrader holds open, in which it then counts the source's rows.
 	rehearse := sc.Spec.Params["rehearse"] == "true"
@@ -299,20 +321,22 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 			return fmt.Errorf("%w; the run holds: bring the database back, then upgrader retry", err)
 		}
 		defer ss.close()
-		snap, argv = ss, append(argv, "--snapshot="+id)
+		snap, extra = ss, []string{"--snapshot=" + id}
 	}
 	started := false
 	// The verifying read follows pg_dump as it writes (a dump this process
 	// starts; one followed after a crash is read after it ends).
 	ended := make(chan struct{})
 	followed := make(chan error, 1)
-	err := s.h.runJob(ctx, sc, jobRun{what: "pg_dump", argv: argv, env: s.env(), private: true,
+	var dirFollow *dirFollower
+	err := s.h.runJob(ctx, sc, jobRun{what: "pg_dump", argv: []string{pgDump}, env: s.env(), private: true,
 		// pg_dump only reads the database: one interrupted is run again.
-		rerun: true,
-		line:  func(l string) { sc.Log.Info().Str("pg_dump", l).Send() },
+		rerun:   true,
+		line:    func(l string) { sc.Log.Info().Str("pg_dump", l).Send() },
+		command: command,
 		prepare: func() error {
 			started = true
-			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := os.RemoveAll(tmp); err != nil {
 				return err
 			}
 			if err := removeCounts(final); err != nil {
@@ -326,12 +350,26 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 				return fmt.Errorf("%s has %s free and the database is %s: free at least %s there, then upgrader resume",
 					dir, orchestrator.BytesText(free), orchestrator.BytesText(size), orchestrator.BytesText(size+size/10-free))
 			}
-			go func() { followed <- s.followDump(ctx, tmp, ended, sc.Progress) }()
+			big, conns, err := s.dumpShape(ctx, database)
+			if err != nil {
+				return err
+			}
+			jobs = dumpJobs(runtime.GOMAXPROCS(0), big, conns)
+			sc.Log.Info().Int("jobs", jobs).Int("tables_worth_a_worker", big).Int64("connections_available", conns.Available).
+				Int64("connections_used", conns.Used).Msg("pg_dump's jobs chosen (upgrader's own rule, see dumpJobs)")
+			if jobs > 1 {
+				dirFollow = followDumpDir(ctx, tmp, ended, sc.Progress)
+			} else {
+				go func() { followed <- s.followDump(ctx, tmp, ended, sc.Progress) }()
+			}
 			return nil
 		}})
 	close(ended)
 	readWhole := false
-	if started && err == nil {
+	var known map[string]fileCheck
+	if started && err == nil && dirFollow != nil {
+		known = dirFollow.wait()
+	} else if started && err == nil {
 		select {
 		case ferr := <-followed:
 			// A read that failed is not the last word: the whole check
@@ -346,12 +384,9 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	if errors.Is(err, orchestrator.ErrDetached) {
 		return err // pg_dump still writes it
 	}
-	if err == nil {
-		err = makePrivate(tmp)
-	}
 	var a orchestrator.Artifact
 	if err == nil {
-		a, err = s.checkDump(ctx, tmp, readWhole, sc.Progress)
+		a, err = s.finishDump(ctx, tmp, readWhole, known, sc.Progress)
 	}
 	if err == nil && snap != nil && started {
 		// Counted in the dump's snapshot; a dump this process did not
@@ -366,8 +401,15 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 		}
 	}
 	if err != nil {
-		os.Remove(tmp)
+		os.RemoveAll(tmp)
 		return err
+	}
+	// A final name that holds something else (a dump Probe refused, of
+	// the other format) gives way: rename replaces a file, not a directory.
+	if st, lerr := os.Lstat(final); lerr == nil && (st.IsDir() || isDir(tmp)) {
+		if err := os.RemoveAll(final); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err
@@ -377,13 +419,38 @@ func (s *backupDB) Apply(ctx context.Context, sc orchestrator.StepContext) error
 	return syncDir(dir)
 }
 
+// finishDump proves what pg_dump left at tmp whole and records it: a
+// custom-format file (made private and fsynced, then checkDump), or a
+// directory (checkDumpDir, then its manifest written and the directory
+// fsynced). known are the files of a directory already read as written.
+func (s *backupDB) finishDump(ctx context.Context, tmp string, readWhole bool, known map[string]fileCheck, progress orchestrator.Progress) (orchestrator.Artifact, error) {
+	st, err := os.Lstat(tmp)
+	if err != nil {
+		return orchestrator.Artifact{}, fmt.Errorf("pg_dump left no dump at %s: %w", tmp, err)
+	}
+	if !st.IsDir() {
+		if err := makePrivate(tmp); err != nil {
+			return orchestrator.Artifact{}, err
+		}
+		return s.checkDump(ctx, tmp, readWhole, progress)
+	}
+	m, size, err := s.checkDumpDir(ctx, tmp, known, progress)
+	if err != nil {
+		return orchestrator.Artifact{}, err
+	}
+	if err := writeManifest(tmp, m); err != nil {
+		return orchestrator.Artifact{}, err
+	}
+	return s.dirArtifact(tmp, m, size)
+}
+
 // Verify records the dump: the one Probe or Apply just proved whole, if the
 // file is still that one (same size and time, in a directory only root
 // can write), else it proves it again.
 func (s *backupDB) Verify(ctx context.Context, sc orchestrator.StepContext) (orchestrator.Outputs, error) {
 	p := s.path(sc)
 	var a orchestrator.Artifact
-	if v := s.verified; v != nil && v.Path == s.h.Profile.Unroot(p) && sameFile(p, v.Size, v.ModTime) {
+	if v := s.verified; v != nil && v.Path == s.h.Profile.Unroot(p) && (sameFile(p, v.Size, v.ModTime) || sameManifest(p, *v)) {
 		a = *v
 	} else {
 		var err error
@@ -411,6 +478,19 @@ func (s *backupDB) Verify(ctx context.Context, sc orchestrator.StepContext) (orc
 func sameFile(path string, size int64, mod time.Time) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular() && st.Size() == size && st.ModTime().UTC().Equal(mod)
+}
+
+// sameManifest says the directory dump at path still has the manifest
+// recorded in a (same time, same SHA-256).
+func sameManifest(path string, a orchestrator.Artifact) bool {
+	m := filepath.Join(path, manifestName)
+	st, err := os.Lstat(m)
+	if !isDir(path) || err != nil || !st.ModTime().UTC().Equal(a.ModTime) {
+		return false
+	}
+	b, err := securefs.ReadRegular(m, 64<<20)
+	sum := sha256.Sum256(b)
+	return err == nil && hex.EncodeToString(sum[:]) == a.SHA256
 }
 
 // privateBackupDir makes a backup directory (0700) or checks the one the

@@ -81,9 +81,14 @@ func (h *Host) Build(spec orchestrator.StepSpec) (orchestrator.Step, error) {
 func (h *Host) Recheck(_ context.Context, name string, a orchestrator.Artifact) error {
 	a.Path = h.Profile.Path(a.Path)
 	var err error
-	if h.Role != "" && a.Host != "" && a.Host != h.Role {
+	switch {
+	case isDir(a.Path):
+		// A directory-format database dump: every file against its
+		// manifest, whatever the times (recheckDumpDir).
+		err = recheckDumpDir(a, nil)
+	case h.Role != "" && a.Host != "" && a.Host != h.Role:
 		err = recheckContent(a, nil)
-	} else {
+	default:
 		err = recheckArtifact(a, nil)
 	}
 	if err != nil {

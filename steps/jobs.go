@@ -33,6 +33,10 @@ type jobRun struct {
 	// prepare runs before a new start, never before following a job that
 	// an earlier process started.
 	prepare func() error
+	// command, when set, gives argv for a new start once prepare has run:
+	// a command chosen by what prepare found (pg_dump's format and jobs).
+	// argv stays what messages name.
+	command func() []string
 }
 
 // JobRoom is the free space upgrader asks for in the filesystem of its jobs
@@ -121,6 +125,9 @@ func (h *Host) runJob(ctx context.Context, sc orchestrator.StepContext, j jobRun
 		return fmt.Errorf("%s not started: no space left for its log and the record of its end: %s has %s free, "+
 			"upgrader keeps %s free there for a job (its own margin); free space, then upgrader retry",
 			j.what, at, orchestrator.BytesText(free), orchestrator.BytesText(JobRoom))
+	}
+	if j.command != nil {
+		j.argv = j.command()
 	}
 	prefix := sc.RunID + "-" + sc.Spec.ID
 	if j.name != "" {

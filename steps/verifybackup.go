@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -24,6 +25,9 @@ type BackupCheck struct {
 	File     string                `json:"file"`
 	Dump     orchestrator.Artifact `json:"dump"`
 	Recorded bool                  `json:"matches_run_record"` // the SHA-256 and size the run recorded
+	// Directory says the dump is in directory format: its SHA-256 is its
+	// manifest's.
+	Directory bool `json:"directory,omitempty"`
 	// CountsFrom says what the restored rows were compared with.
 	CountsFrom string          `json:"counted_against"`
 	Rehearsal  RehearsalResult `json:"rehearsal"`
@@ -43,11 +47,15 @@ func (h *Host) VerifyBackup(ctx context.Context, path string, recorded *orchestr
 		return c, fmt.Errorf("%w: the rehearsal restores PostgreSQL dumps; this site's database is %s (its backup is the site's own command: check it with that database's tools)",
 			orchestrator.ErrInvalidRequest, h.Profile.DB.Kind)
 	}
-	f, st, err := securefs.OpenRegular(path)
+	// A dump is a regular file (custom format) or a directory (directory
+	// format); the one opened is locked.
+	f, st, err := openDump(path)
 	if err != nil {
 		return c, fmt.Errorf("%w: %v", orchestrator.ErrInvalidRequest, err)
 	}
 	defer f.Close()
+	stamp := dumpStamp(path)
+	c.Directory = st.IsDir()
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return c, fmt.Errorf("%w: another upgrader verify-backup is rehearsing %s: wait for it to end", orchestrator.ErrInvalidRequest, path)
 	}
@@ -79,7 +87,7 @@ func (h *Host) VerifyBackup(ctx context.Context, path string, recorded *orchestr
 	}
 	// The restore read the file by its name: it must still be the file
 	// proved above.
-	if !sameFile(path, st.Size(), st.ModTime().UTC()) || !sameInode(f, path) {
+	if (st.Mode().IsRegular() && !sameFile(path, st.Size(), st.ModTime().UTC())) || !sameInode(f, path) || dumpStamp(path) != stamp {
 		return c, fmt.Errorf("%w: %s changed while it was being rehearsed", ErrBadBackup, path)
 	}
 	return c, nil
@@ -92,4 +100,34 @@ func sameInode(f *os.File, path string) bool {
 	a, err1 := f.Stat()
 	b, err2 := os.Stat(path)
 	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// openDump opens a dump to lock it: a regular file, or a directory (not a
+// symlink to one); a FIFO or a device is refused at once.
+func openDump(path string) (*os.File, os.FileInfo, error) {
+	if st, err := os.Lstat(path); err == nil && st.IsDir() {
+		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, st, nil
+	}
+	return securefs.OpenRegular(path)
+}
+
+// dumpStamp is the name, size and time of every file of a directory dump
+// ("" for a file): the same before and after a rehearsal, nothing in it
+// changed meanwhile.
+func dumpStamp(path string) string {
+	if !isDir(path) {
+		return ""
+	}
+	entries, _ := os.ReadDir(path)
+	var b strings.Builder
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			fmt.Fprintf(&b, "%s %d %d\n", e.Name(), info.Size(), info.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }

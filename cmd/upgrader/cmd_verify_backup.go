@@ -18,11 +18,14 @@ func newVerifyBackupCmd(a *app) *cobra.Command {
 		Short: "Rehearse the restore of the database backup in a scratch database (upgrader's own check)",
 		Long: `verify-backup is the restore rehearsal on demand, upgrader's own check (the
 release notes ask for none): it reads the PostgreSQL dump to the end with
-pg_restore and hashes it, restores it into a scratch database on the same
+pg_restore and hashes it (a directory-format dump: pg_restore lists it,
+every data file is decompressed and hashed, and the files must be those of
+its upgrader.manifest), restores it into a scratch database on the same
 server (upgrader_rehearsal_verify_…), compares every table's row count
 with the source and drops the scratch database, also when it fails.
 
-FILE defaults to the dump the run made (the backup-db step's recorded
+FILE is a custom-format dump file or a directory-format dump (the
+directory). It defaults to the dump the run made (the backup-db step's recorded
 artifact, of the active run else the latest, or --run); then the file must
 also still have the SHA-256 the run recorded. The source's rows are those
 counted in the dump's snapshot when the backup was made with the rehearsal
@@ -79,7 +82,12 @@ unreachable, the state).`,
 					return werr
 				}
 			} else if err == nil {
-				fmt.Fprintf(out, "ok   read to the end by pg_restore: %s, SHA-256 %s\n", orchestrator.BytesText(c.Dump.Size), c.Dump.SHA256)
+				if c.Directory {
+					fmt.Fprintf(out, "ok   listed by pg_restore, every data file decompressed and as in upgrader.manifest: %s, SHA-256 (of the manifest) %s\n",
+						orchestrator.BytesText(c.Dump.Size), c.Dump.SHA256)
+				} else {
+					fmt.Fprintf(out, "ok   read to the end by pg_restore: %s, SHA-256 %s\n", orchestrator.BytesText(c.Dump.Size), c.Dump.SHA256)
+				}
 				if c.Recorded {
 					fmt.Fprintln(out, "ok   the dump the run recorded (same SHA-256 and size)")
 				}
