@@ -96,10 +96,8 @@ func forget(tx *bolt.Tx, ids []string) error {
 		if err := tx.Bucket(bucketPlans).Delete(k); err != nil {
 			return err
 		}
-		for _, b := range [][]byte{bucketSteps, bucketJournal} {
-			if err := tx.Bucket(b).DeleteBucket(k); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-				return err
-			}
+		if err := tx.DeleteBucket(runBucketName(id)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return err
 		}
 	}
 	return nil

@@ -357,8 +357,13 @@ func checkOpensAs(t *testing.T, what string, content, base []byte, event string)
 	var run []byte
 	db.View(func(tx *bolt.Tx) error {
 		run = bytes.Clone(tx.Bucket(bucketMeta).Get(keyLatest))
-		j := tx.Bucket(bucketJournal).Bucket(run)
-		k, v := j.Cursor().Last()
+		j := runBucket(tx, string(run))
+		c := j.Cursor()
+		k, v := c.Last()
+		for k != nil && k[0] != prefixJournal { // step records sort after the journal
+			k, v = c.Prev()
+		}
+
 		key, val, seq = bytes.Clone(k), bytes.Clone(v), j.Sequence()
 		return nil
 	})
@@ -371,7 +376,7 @@ func checkOpensAs(t *testing.T, what string, content, base []byte, event string)
 	wantPath := filepath.Join(t.TempDir(), "want.db")
 	os.WriteFile(wantPath, base, 0o600)
 	boltUpdate(t, wantPath, func(tx *bolt.Tx) error {
-		j := tx.Bucket(bucketJournal).Bucket(run)
+		j := runBucket(tx, string(run))
 		if err := j.SetSequence(seq); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,8 +110,11 @@ func snapshotTxid(path string) uint64 {
 func (d *DB) jobKeys() (jobSet, error) {
 	keys := jobSet{}
 	collect := func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSteps).ForEach(func(run, _ []byte) error {
-			return tx.Bucket(bucketSteps).Bucket(run).ForEach(func(k, v []byte) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if !bytes.HasPrefix(name, []byte(runPrefix)) {
+				return nil
+			}
+			return forEachPrefixed(b, prefixStep, 0, func(_ uint64, v []byte) error {
 				var r orchestrator.StepRecord
 				if err := getJSON(v, &r, "step record"); err != nil {
 					return err
@@ -160,12 +164,12 @@ func (d *DB) recordFallback(fb *metaFallback, readOnly bool) error {
 	j := orchestrator.JournalEntry{RunID: id, Time: time.Now().UTC(), Actor: "state", Event: event, Text: text,
 		Fields: map[string]string{"txid_opened": fmt.Sprint(fb.Opened), "txid_lost": fmt.Sprint(fb.Lost), "meta_page": fmt.Sprint(fb.Damaged)}}
 	return d.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketJournal).Bucket([]byte(id))
+		b := runBucket(tx, id)
 		seq, err := b.NextSequence()
 		if err != nil {
 			return err
 		}
 		j.Seq = seq
-		return putJSON(b, indexKey(seq), j)
+		return putJSON(b, journalKey(seq), j)
 	})
 }

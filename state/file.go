@@ -74,7 +74,15 @@ func open(path string, timeout time.Duration, readOnly bool) (*DB, error) {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	d := &DB{db: db, path: path}
-	if err := d.verify(); err != nil {
+	err = d.verify()
+	if errors.Is(err, errSchema2) && !readOnly && fb == nil {
+		// An earlier upgrader's file, whole: converted in one commit,
+		// then checked again as this upgrader's.
+		if err = d.convertFromSchema2(); err == nil {
+			err = d.verify()
+		}
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -234,11 +242,11 @@ func openBolt(path string, f *os.File, readOnly bool) (db *bolt.DB, err error) {
 		return os.NewFile(uintptr(fd), path), nil
 	}
 	// The lock is held already: bbolt's own flock, on the same open file,
-	// succeeds at once. The free page list is not written with each
-	// commit (one page less to write and fdatasync per step) but rebuilt
-	// from the tree when the file is opened: the live file is small, as
-	// finished runs are archived out of it.
-	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: readOnly, OpenFile: sameOpenFile, NoFreelistSync: true})
+	// succeeds at once. The free page list is written with each commit
+	// (bbolt's default): without it, bbolt rebuilds the list at open in a
+	// goroutine of its own, where a damaged page would crash the process
+	// instead of being reported as damage.
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: readOnly, OpenFile: sameOpenFile})
 }
 
 // spaceAdvice is what to do when a write failed because the file system of

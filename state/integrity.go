@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -203,7 +204,12 @@ func (w *pageWalk) elements(p []byte, flags uint16, depth int) error {
 // trusts it: bbolt's own page check, then every record's checksum and the
 // links between runs, plans, step records, journals and the meta keys. A
 // panic inside bbolt on a damaged page is reported as damage.
-func (d *DB) verify() (err error) {
+func (d *DB) verify() error { return d.verifyWith(true) }
+
+// checkPages is verify's first half, bbolt's own page check alone.
+func (d *DB) checkPages() error { return d.verifyWith(false) }
+
+func (d *DB) verifyWith(records bool) (err error) {
 	// A damaged page can point bbolt outside the mapped file.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -217,7 +223,7 @@ func (d *DB) verify() (err error) {
 				err = fmt.Errorf("%w: %s: %v", ErrCorrupt, d.path, cerr)
 			}
 		}
-		if err != nil {
+		if err != nil || !records {
 			return err
 		}
 		return d.verifyRecords(tx)
@@ -232,7 +238,7 @@ func (d *DB) verify() (err error) {
 	return err
 }
 
-var topBuckets = [][]byte{bucketMeta, bucketRuns, bucketPlans, bucketSteps, bucketJournal}
+var topBuckets = [][]byte{bucketMeta, bucketRuns, bucketPlans}
 
 func (d *DB) verifyRecords(tx *bolt.Tx) error {
 	corrupt := func(format string, args ...any) error {
@@ -240,10 +246,11 @@ func (d *DB) verifyRecords(tx *bolt.Tx) error {
 	}
 	// A file with no buckets is new; one with some must have all of them,
 	// or a lost bucket would be re-created empty: a silent fresh start.
+	// Besides them there is one bucket per run (run/<id>), checked below.
 	var names [][]byte
 	if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 		names = append(names, bytes.Clone(name))
-		if b.Sequence() != 0 { // only the per-run journals count
+		if b.Sequence() != 0 && !bytes.HasPrefix(name, []byte(runPrefix)) { // only the runs' journals count
 			return corrupt("bucket %q has a sequence", name)
 		}
 		return nil
@@ -253,8 +260,8 @@ func (d *DB) verifyRecords(tx *bolt.Tx) error {
 	if len(names) == 0 {
 		return nil
 	}
-	if len(names) != len(topBuckets) {
-		return corrupt("%d top-level buckets, want %d", len(names), len(topBuckets))
+	if meta := tx.Bucket(bucketMeta); meta != nil && storedSchema(tx) == 2 && tx.Bucket(legacySteps) != nil {
+		return d.checkSchema(meta) // converted by a writer (convertFromSchema2)
 	}
 	for _, want := range topBuckets {
 		if tx.Bucket(want) == nil {
@@ -306,16 +313,22 @@ func (d *DB) verifyRecords(tx *bolt.Tx) error {
 			open = append(open, id)
 		}
 	}
-	// Every plan, step bucket and journal belongs to a run (and every run
-	// has all three: loadRun and checkJournal).
-	for _, name := range [][]byte{bucketPlans, bucketSteps, bucketJournal} {
-		if err := tx.Bucket(name).ForEach(func(k, _ []byte) error {
-			if _, ok := runs[string(k)]; !ok {
-				return corrupt("%s holds %q, which is not a run", name, k)
-			}
-			return nil
-		}); err != nil {
-			return err
+	// Every plan and run bucket belongs to a run (and every run has both:
+	// loadRun and checkJournal); no other bucket is there.
+	if err := tx.Bucket(bucketPlans).ForEach(func(k, _ []byte) error {
+		if _, ok := runs[string(k)]; !ok {
+			return corrupt("%s holds %q, which is not a run", bucketPlans, k)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range names {
+		id, isRun := bytes.CutPrefix(name, []byte(runPrefix))
+		if _, ok := runs[string(id)]; isRun && !ok {
+			return corrupt("bucket %q belongs to no run", name)
+		} else if !isRun && !slices.ContainsFunc(topBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
+			return corrupt("unknown bucket %q", name)
 		}
 	}
 	active, latest := string(meta.Get(keyActive)), string(meta.Get(keyLatest))
@@ -352,30 +365,37 @@ func (d *DB) checkSchema(meta *bolt.Bucket) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: schema %q is not a number", ErrCorrupt, d.path, body)
 	}
+	if n == 2 {
+		return fmt.Errorf("%w: %w: %s has schema 2, an earlier upgrader's: this upgrader converts it to schema %d when it opens it to write (any command as root), or use the upgrader that wrote it", ErrSchema, errSchema2, d.path, SchemaVersion)
+	}
 	if n != SchemaVersion {
 		return fmt.Errorf("%w: %s has schema %d, this upgrader reads %d; use the upgrader that wrote it", ErrSchema, d.path, n, SchemaVersion)
 	}
 	return nil
 }
 
-// checkJournal proves a run's journal entries are filed under their own
-// sequence numbers, in order, and that the bucket's sequence is the last.
+// checkJournal proves a run's bucket holds only step records and journal
+// entries, the entries filed under their own sequence numbers, in order,
+// and that the bucket's sequence is the last.
 func checkJournal(tx *bolt.Tx, id string) error {
-	b := tx.Bucket(bucketJournal).Bucket([]byte(id))
+	b := runBucket(tx, id)
 	if b == nil {
 		return fmt.Errorf("%w: run %s has no journal", ErrCorrupt, id)
 	}
 	var last uint64
 	err := b.ForEach(func(k, v []byte) error {
-		var j orchestrator.JournalEntry
-		if v == nil {
-			return fmt.Errorf("%w: journal %s holds a bucket", ErrCorrupt, id)
+		if v == nil || len(k) != 9 || (k[0] != prefixStep && k[0] != prefixJournal) {
+			return fmt.Errorf("%w: run %s's bucket holds %x, which is neither a step record nor a journal entry", ErrCorrupt, id, k)
 		}
-		if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", id, k)); err != nil {
+		if k[0] == prefixStep {
+			return nil // loadRun reads them
+		}
+		var j orchestrator.JournalEntry
+		if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", id, k[1:])); err != nil {
 			return err
 		}
-		if !bytes.Equal(k, indexKey(j.Seq)) || j.Seq <= last || j.RunID != id {
-			return fmt.Errorf("%w: journal %s entry %d is filed under %x", ErrCorrupt, id, j.Seq, k)
+		if !bytes.Equal(k, journalKey(j.Seq)) || j.Seq <= last || j.RunID != id {
+			return fmt.Errorf("%w: journal %s entry %d is filed under %x", ErrCorrupt, id, j.Seq, k[1:])
 		}
 		last = j.Seq
 		return nil

@@ -6,8 +6,6 @@
 package state
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -20,8 +18,10 @@ import (
 )
 
 // SchemaVersion is the layout this binary reads and writes. Schema 2
-// seals every value with a checksum (integrity.go).
-const SchemaVersion = 2
+// seals every value with a checksum (integrity.go); schema 3 keeps each
+// run's step records and journal in one bucket (layout.go) and converts a
+// schema-2 file when it opens it to write.
+const SchemaVersion = 3
 
 // FileName is the state file inside the state directory.
 const FileName = "state.db"
@@ -36,14 +36,13 @@ var (
 )
 
 var (
-	bucketMeta    = []byte("meta")
-	bucketRuns    = []byte("runs")    // runs/<run id> → Run without its plan
-	bucketPlans   = []byte("plans")   // plans/<run id> → Plan, written when it changes
-	bucketSteps   = []byte("steps")   // steps/<run id>/<index> → StepRecord
-	bucketJournal = []byte("journal") // journal/<run id>/<seq> → JournalEntry
-	keySchema     = []byte("schema")
-	keyActive     = []byte("active")
-	keyLatest     = []byte("latest")
+	bucketMeta  = []byte("meta")
+	bucketRuns  = []byte("runs")  // runs/<run id> → Run without its plan
+	bucketPlans = []byte("plans") // plans/<run id> → Plan, written when it changes
+	// run/<run id> → its step records and journal (layout.go)
+	keySchema = []byte("schema")
+	keyActive = []byte("active")
+	keyLatest = []byte("latest")
 )
 
 // DB is the persisted state of one upgrader instance.
@@ -128,12 +127,6 @@ func (d *DB) failpoint(point string) {
 	}
 }
 
-func indexKey(i uint64) []byte {
-	k := make([]byte, 8)
-	binary.BigEndian.PutUint64(k, i)
-	return k
-}
-
 // CreateRun stores a new run and makes it the active one.
 func (d *DB) CreateRun(u orchestrator.Update) error {
 	if err := orchestrator.ValidRunID(u.Run.ID); err != nil {
@@ -154,10 +147,7 @@ func (d *DB) CreateRun(u orchestrator.Update) error {
 		if err := forget(tx, finished); err != nil {
 			return err
 		}
-		if _, err := tx.Bucket(bucketSteps).CreateBucket([]byte(u.Run.ID)); err != nil {
-			return err
-		}
-		if _, err := tx.Bucket(bucketJournal).CreateBucket([]byte(u.Run.ID)); err != nil {
+		if _, err := tx.CreateBucket(runBucketName(u.Run.ID)); err != nil {
 			return err
 		}
 		if err := meta.Put(keyLatest, []byte(u.Run.ID)); err != nil {
@@ -194,17 +184,14 @@ func (d *DB) ImportRun(x orchestrator.RunExport) error {
 		if err := forget(tx, finished); err != nil {
 			return err
 		}
-		if _, err := tx.Bucket(bucketSteps).CreateBucket(id); err != nil {
-			return err
-		}
-		journal, err := tx.Bucket(bucketJournal).CreateBucket(id)
+		journal, err := tx.CreateBucket(runBucketName(x.Run.ID))
 		if err != nil {
 			return err
 		}
 		var last uint64
 		for _, j := range x.Journal {
 			last = max(last, j.Seq)
-			if err := putJSON(journal, indexKey(j.Seq), j); err != nil {
+			if err := putJSON(journal, journalKey(j.Seq), j); err != nil {
 				return err
 			}
 		}
@@ -259,31 +246,30 @@ func apply(tx *bolt.Tx, u orchestrator.Update) error {
 	} else if err := meta.Put(keyActive, id); err != nil {
 		return err
 	}
+	b := runBucket(tx, u.Run.ID)
+	if b == nil {
+		return fmt.Errorf("%w: run %s has no bucket", ErrCorrupt, u.Run.ID)
+	}
 	if u.ReplaceSteps {
 		if err := putPlan(tx, u.Run); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketSteps).DeleteBucket(id); err != nil {
-			return err
-		}
-		if _, err := tx.Bucket(bucketSteps).CreateBucket(id); err != nil {
+		if err := deleteSteps(b); err != nil {
 			return err
 		}
 	}
-	steps := tx.Bucket(bucketSteps).Bucket(id)
 	for _, r := range u.Steps {
-		if err := putJSON(steps, indexKey(uint64(r.Index)), r); err != nil {
+		if err := putJSON(b, stepKey(r.Index), r); err != nil {
 			return err
 		}
 	}
-	journal := tx.Bucket(bucketJournal).Bucket(id)
 	for _, j := range u.Journal {
-		seq, err := journal.NextSequence()
+		seq, err := b.NextSequence()
 		if err != nil {
 			return err
 		}
 		j.Seq = seq
-		if err := putJSON(journal, indexKey(seq), j); err != nil {
+		if err := putJSON(b, journalKey(seq), j); err != nil {
 			return err
 		}
 	}
@@ -349,20 +335,17 @@ func loadRun(tx *bolt.Tx, id string) (orchestrator.Run, []orchestrator.StepRecor
 	if err := getJSON(pb, &run.Plan, "plan of run "+id); err != nil {
 		return run, nil, err
 	}
-	steps := tx.Bucket(bucketSteps).Bucket([]byte(id))
+	steps := runBucket(tx, id)
 	if steps == nil {
 		return run, nil, fmt.Errorf("%w: run %s has no step records", ErrCorrupt, id)
 	}
-	if steps.Sequence() != 0 {
-		return run, nil, fmt.Errorf("%w: the step records of run %s have a sequence", ErrCorrupt, id)
-	}
-	err := steps.ForEach(func(k, v []byte) error {
+	err := forEachPrefixed(steps, prefixStep, 0, func(n uint64, v []byte) error {
 		var r orchestrator.StepRecord
-		if err := getJSON(v, &r, fmt.Sprintf("run %s step %x", id, k)); err != nil {
+		if err := getJSON(v, &r, fmt.Sprintf("run %s step %x", id, n)); err != nil {
 			return err
 		}
-		if !bytes.Equal(k, indexKey(uint64(r.Index))) {
-			return fmt.Errorf("%w: run %s step record %d is filed under %x", ErrCorrupt, id, r.Index, k)
+		if n != uint64(r.Index) {
+			return fmt.Errorf("%w: run %s step record %d is filed under %x", ErrCorrupt, id, r.Index, n)
 		}
 		recs = append(recs, r)
 		return nil
@@ -406,19 +389,19 @@ func (d *DB) Journal(runID string, after uint64) ([]orchestrator.JournalEntry, e
 
 func journalOf(tx *bolt.Tx, runID string, after uint64) ([]orchestrator.JournalEntry, error) {
 	var out []orchestrator.JournalEntry
-	b := tx.Bucket(bucketJournal).Bucket([]byte(runID))
+	b := runBucket(tx, runID)
 	if b == nil {
 		return nil, fmt.Errorf("%w: %s", orchestrator.ErrRunNotFound, runID)
 	}
-	c := b.Cursor()
-	for k, v := c.Seek(indexKey(after + 1)); k != nil; k, v = c.Next() {
+	err := forEachPrefixed(b, prefixJournal, after+1, func(n uint64, v []byte) error {
 		var j orchestrator.JournalEntry
-		if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", runID, k)); err != nil {
-			return nil, err
+		if err := getJSON(v, &j, fmt.Sprintf("journal %s entry %x", runID, n)); err != nil {
+			return err
 		}
 		out = append(out, j)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // Runs lists every run id, archived ones included, oldest first (a run

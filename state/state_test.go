@@ -242,7 +242,9 @@ func TestOpenSchema(t *testing.T) {
 		says   string
 	}{
 		{"newer", seal([]byte(fmt.Sprint(SchemaVersion + 1))), ErrSchema, fmt.Sprint(SchemaVersion + 1)},
-		{"older", seal([]byte(fmt.Sprint(SchemaVersion - 1))), ErrSchema, fmt.Sprint(SchemaVersion - 1)},
+		{"older, not convertible", seal([]byte("1")), ErrSchema, "schema 1"},
+		// Schema 2 is converted, but only a file of its layout.
+		{"schema 2 on this layout", seal([]byte("2")), ErrCorrupt, "schema 2"},
 		{"first layout, no checksum", []byte("1"), ErrSchema, "schema 1"},
 		{"not a number", seal([]byte("one")), ErrCorrupt, "one"},
 		{"checksum wrong", []byte("2\x00\x00\x00\x00"), ErrCorrupt, "checksum"},
@@ -639,7 +641,7 @@ func TestLoadRunDetectsMismatch(t *testing.T) {
 		{name: "record is not JSON", update: func() orchestrator.Update {
 			return newUpdate("r1", orchestrator.StateRunning, "a", "b")
 		}, edit: func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketSteps).Bucket([]byte("r1")).Put(indexKey(1), []byte("{garbage"))
+			return runBucket(tx, "r1").Put(stepKey(1), []byte("{garbage"))
 		}},
 		{name: "plan missing", update: func() orchestrator.Update {
 			return newUpdate("r1", orchestrator.StateRunning, "a")
