@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -96,6 +97,45 @@ func TestVendorInstallDurableBeforeDone(t *testing.T) {
 			strings.Join(got, "\n     "), strings.Join(want, "\n     "))
 	}
 	mustProbe(t, st, sc, true)
+}
+
+// The end of a vendor installer's job is recorded only once what it
+// changed is durable: a power cut right after the job ended, before
+// upgrader itself looked (upgrader killed, or the cut in between), must
+// not leave an end on record over work it took. Found by the power-cut
+// sweep: a resumed run probed the installer "already in place" (its
+// version file survived) while its removal of the old jar was lost.
+func TestJobEndRecordedOnlyWhenDurable(t *testing.T) {
+	e, disk := newLossySim(t, "pom")
+	stopVPMS(t, e)
+	spec := installSpec()
+	home := e.host.Profile.Path(e.host.Profile.POM.Home)
+	var want []string
+	cut := errors.New("power cut")
+	e.host.Failpoint = func(point, step string) {
+		if point == "job-ended" && step == spec.ID {
+			want = treeOf(t, home)
+			powerCut(t, disk)
+			panic(cut)
+		}
+	}
+	st := e.build(t, spec)
+	sc := stepContext(spec, nil)
+	func() {
+		defer func() {
+			if r := recover(); r != cut {
+				panic(r)
+			}
+		}()
+		st.Apply(context.Background(), sc)
+	}()
+	if want == nil {
+		t.Fatal("the installer's job never ended")
+	}
+	if got := treeOf(t, home); !slices.Equal(got, want) {
+		t.Errorf("a power cut right after the installer's end was recorded took some of its work:\n got %s\nwant %s",
+			strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
 }
 
 // The help library is upgrader's own write: once its step has passed Apply

@@ -13,6 +13,7 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
+	"upgrader/steps/durable"
 	"upgrader/steps/remote"
 )
 
@@ -96,7 +97,7 @@ func (h *Host) Recheck(_ context.Context, name string, a orchestrator.Artifact) 
 	}
 	// Proved, it is made durable with the folders above it: a copy from
 	// another server may not be yet, and a resumed step checks it again.
-	_, err = MakeDurable([]string{a.Path}, nil, time.Time{})
+	_, err = durable.Make([]string{a.Path}, nil, time.Time{})
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"upgrader/orchestrator"
+	"upgrader/steps/durable"
 	"upgrader/steps/job"
 )
 
@@ -143,7 +144,13 @@ func (h *Host) runJob(ctx context.Context, sc orchestrator.StepContext, j jobRun
 	}
 	sc.Log.Info().Str("job", key).Strs("argv", j.argv).Str("log", dir.Log(key)).Msg("starting " + j.what)
 	env := append(append([]string(nil), baseEnv...), j.env...)
-	if err := dir.Start(job.Spec{Key: key, Argv: j.argv, Env: env, Private: j.private}); err != nil {
+	spec := job.Spec{Key: key, Argv: j.argv, Env: env, Private: j.private}
+	if !j.converges {
+		// The supervisor makes the tool's work durable before it records
+		// the end: an end on record never stands for work a power cut took.
+		spec.Durable, spec.SyncFS = h.durableRoots(), []string{h.Profile.Path("/")}
+	}
+	if err := dir.Start(spec); err != nil {
 		return fmt.Errorf("%s: %w", j.what, err)
 	}
 	return h.follow(ctx, sc, j, key, true)
@@ -168,9 +175,13 @@ func (h *Host) follow(ctx context.Context, sc orchestrator.StepContext, j jobRun
 	case err != nil:
 		return fmt.Errorf("%s: %w (its log: %s)", j.what, err, res.Log)
 	}
+	if h.Failpoint != nil {
+		h.Failpoint("job-ended", sc.Spec.ID)
+	}
 	if !j.converges {
 		// Whatever its end, what the tool changed is durable before the
-		// step's result is recorded.
+		// step's result is recorded (its supervisor made it so before it
+		// recorded the end; this covers a job whose supervisor did not).
 		if err := h.makeDurable(sc, j, res.StartedAt); err != nil {
 			return err
 		}
@@ -198,17 +209,21 @@ func interrupted(j jobRun, info job.Info) error {
 		j.what, info.Pid, info.Log)
 }
 
+// durableRoots are the product's trees a tool changes.
+func (h *Host) durableRoots() []string {
+	p := h.Profile
+	return []string{p.Path(p.POM.Home), p.Path(p.PC.Home), p.Path(p.PC.BackupDir), p.Path(p.DB.BackupDir)}
+}
+
 // makeDurable makes a tool's changes to the product's trees durable
-// (MakeDurable); a job started at an unknown time counts as started at
+// (durable.Make); a job started at an unknown time counts as started at
 // the beginning of time.
 func (h *Host) makeDurable(sc orchestrator.StepContext, j jobRun, started time.Time) error {
 	since := time.Time{}
 	if !started.IsZero() {
-		since = started.Add(-DurableSlack)
+		since = started.Add(-durable.Slack)
 	}
-	p := h.Profile
-	roots := []string{p.Path(p.POM.Home), p.Path(p.PC.Home), p.Path(p.PC.BackupDir), p.Path(p.DB.BackupDir)}
-	st, err := MakeDurable(roots, []string{p.Path("/")}, since)
+	st, err := durable.Make(h.durableRoots(), []string{h.Profile.Path("/")}, since)
 	if err != nil {
 		return fmt.Errorf("%s ended, but what it changed could not be made durable: %w; fix the cause, then upgrader resume", j.what, err)
 	}

@@ -56,6 +56,13 @@ type Spec struct {
 	// (umask 077): a backup. An installer's files must stay readable by
 	// the product's users: it keeps upgrader's umask.
 	Private bool
+	// Durable are the trees whose changes the supervisor makes durable
+	// (durable.Make) before it records the command's end, and SyncFS the
+	// paths whose file systems it syncs besides: a recorded end then
+	// always means the command's work survives a power cut. Without
+	// this, a cut after the end was recorded but before anyone synced the
+	// tool's work left an end that said done over work partly lost.
+	Durable, SyncFS []string
 }
 
 // State is where a job stands.
@@ -80,7 +87,7 @@ func (s State) Live() bool { return s == Running || s == Orphaned }
 type Status struct {
 	Code    int       `json:"exit_code"`        // -1 when killed by a signal or never started
 	Signal  string    `json:"signal,omitempty"` // the signal that killed it
-	Error   string    `json:"error,omitempty"`  // why the command could not be started
+	Error   string    `json:"error,omitempty"`  // why the command could not be started, or its work not made durable
 	EndedAt time.Time `json:"ended_at"`
 }
 
@@ -183,6 +190,12 @@ func (d Dir) Start(s Spec) error {
 	args := []string{Arg, "supervise", string(d), s.Key}
 	if s.Private {
 		args = append(args, "private")
+	}
+	for _, p := range s.Durable {
+		args = append(args, "durable="+p)
+	}
+	for _, p := range s.SyncFS {
+		args = append(args, "syncfs="+p)
 	}
 	cmd := exec.Command(self, append(append(args, "--"), s.Argv...)...)
 	cmd.Args[0] = "upgrader"

@@ -9,12 +9,14 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"upgrader/state/securefs"
+	"upgrader/steps/durable"
 )
 
 // Arg is the hidden first argument that makes upgrader's binary a job's
@@ -22,15 +24,18 @@ import (
 // start jobs) hands the rest of the arguments to Main before anything else.
 const Arg = "__job"
 
-// Main runs the supervisor ("supervise DIR KEY [private] -- ARGV...") or
-// the launcher ("launch PIDFILE -- ARGV...") and returns the exit code.
+// Main runs the supervisor ("supervise DIR KEY [private] [durable=PATH]...
+// [syncfs=PATH]... -- ARGV...") or the launcher ("launch PIDFILE --
+// ARGV...") and returns the exit code.
 func Main(args []string) int {
 	switch {
-	case len(args) >= 5 && args[0] == "supervise" && args[3] == "--":
-		return supervise(Dir(args[1]), args[2], args[4:])
-	case len(args) >= 6 && args[0] == "supervise" && args[3] == "private" && args[4] == "--":
-		syscall.Umask(0o077)
-		return supervise(Dir(args[1]), args[2], args[5:])
+	case len(args) >= 5 && args[0] == "supervise":
+		if o, argv, ok := superviseArgs(args[3:]); ok {
+			if o.private {
+				syscall.Umask(0o077)
+			}
+			return supervise(Dir(args[1]), args[2], argv, o)
+		}
 	case len(args) >= 4 && args[0] == "launch" && args[2] == "--":
 		return launch(args[1], args[3:])
 	}
@@ -38,9 +43,35 @@ func Main(args []string) int {
 	return 2
 }
 
+// superviseOptions are the supervisor's options, before "--".
+type superviseOptions struct {
+	private         bool
+	durable, syncfs []string
+}
+
+// superviseArgs splits "[private] [durable=P]... [syncfs=P]... -- ARGV...".
+func superviseArgs(args []string) (o superviseOptions, argv []string, ok bool) {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return o, args[i+1:], i+1 < len(args)
+		case a == "private":
+			o.private = true
+		case strings.HasPrefix(a, "durable="):
+			o.durable = append(o.durable, strings.TrimPrefix(a, "durable="))
+		case strings.HasPrefix(a, "syncfs="):
+			o.syncfs = append(o.syncfs, strings.TrimPrefix(a, "syncfs="))
+		default:
+			return o, nil, false
+		}
+	}
+	return o, nil, false
+}
+
 // supervise runs the command, holding the job's lock (fd 3) until the
-// command's end is recorded.
-func supervise(d Dir, key string, argv []string) int {
+// command's end is recorded — and, first, made what it changed under
+// o.durable survive a power cut.
+func supervise(d Dir, key string, argv []string, o superviseOptions) int {
 	// Caught, never ignored: an ignored signal would stay ignored in the
 	// command. No terminal can send them here (no controlling terminal);
 	// SIGTERM is passed on to the command's process group.
@@ -67,6 +98,7 @@ func supervise(d Dir, key string, argv []string) int {
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr // the job's log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	st := Status{Code: -1}
+	began := time.Now()
 	if err := cmd.Start(); err != nil {
 		st.Error = "cannot start its launcher: " + err.Error()
 	} else {
@@ -79,6 +111,13 @@ func supervise(d Dir, key string, argv []string) int {
 		}()
 		cmd.Wait()
 		st = statusOf(cmd.ProcessState)
+	}
+	if len(o.durable)+len(o.syncfs) > 0 {
+		if ds, err := durable.Make(o.durable, o.syncfs, began.Add(-durable.Slack)); err != nil {
+			st.Error = "its end is known but what it changed could not be made durable: " + err.Error()
+		} else {
+			fmt.Fprintf(os.Stderr, "upgrader: made what the command changed durable (%d entries, %d synced, %s)\n", ds.Entries, ds.Synced, ds.Took.Round(time.Millisecond))
+		}
 	}
 	st.EndedAt = time.Now().UTC()
 	b, _ := json.Marshal(st)

@@ -421,7 +421,7 @@ func mounted(t *testing.T, mp string) bool {
 // reaches the server only for virtiofs (fuse_sync_fs sends
 // FUSE_SYNCFS only when the connection asks for it), so a program that
 // relies on them here loses its writes. upgrader fsyncs files and
-// directories one by one after a tool (steps.MakeDurable) for that reason.
+// directories one by one after a tool (steps/durable) for that reason.
 func TestSyncfsNotSeen(t *testing.T) {
 	f, mnt := mountT(t, nil)
 	p := filepath.Join(mnt, "a")

@@ -1,4 +1,7 @@
-package steps
+// Package durable makes what a tool changed under given trees survive a
+// power cut: vendor tools need not sync anything, so upgrader does, before
+// anything records the tool's work as done.
+package durable
 
 import (
 	"errors"
@@ -14,18 +17,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DurableSlack is how long before a tool's start a change still counts as
+// Slack is how long before a tool's start a change still counts as
 // the tool's: file times come from a coarse clock, and the job's start is
 // taken by its launcher a little after the command was decided.
-const DurableSlack = 2 * time.Second
+const Slack = 2 * time.Second
 
-// DurableStats says what MakeDurable did.
-type DurableStats struct {
+// Stats says what Make did.
+type Stats struct {
 	Entries, Synced int
 	Took            time.Duration
 }
 
-// MakeDurable makes what tools changed under roots since since survive a
+// Make makes what tools changed under roots since since survive a
 // power cut, before upgrader records the step done (upgrader's own rule:
 // vendor tools need not sync anything). syncfs(2) on each root's file
 // system (and on extra's, without a walk) flushes it all on a real
@@ -36,9 +39,9 @@ type DurableStats struct {
 // testdata/lossyfs TestSyncfsNotSeen), and a file's fsync after it is
 // cheap. Ancestors of a root changed since since are fsynced as well: a
 // fresh install makes its home. A missing root is skipped.
-func MakeDurable(roots, extra []string, since time.Time) (DurableStats, error) {
+func Make(roots, extra []string, since time.Time) (Stats, error) {
 	began := time.Now()
-	var st DurableStats
+	var st Stats
 	roots = outermost(roots)
 	for _, p := range append(slices.Clone(roots), extra...) {
 		if err := syncFS(p); err != nil {
@@ -99,7 +102,7 @@ func changedSince(fi fs.FileInfo, since time.Time) bool {
 	return !time.Unix(s.Mtim.Unix()).Before(since) || !time.Unix(s.Ctim.Unix()).Before(since)
 }
 
-func durableTree(root string, since time.Time, st *DurableStats) error {
+func durableTree(root string, since time.Time, st *Stats) error {
 	// The root's own entry, up the ancestors a tool changed.
 	top := root
 	for top != filepath.Dir(top) {
@@ -144,7 +147,7 @@ func durableTree(root string, since time.Time, st *DurableStats) error {
 
 // fsyncPath fsyncs a directory or a regular file, never following a link
 // and never blocking on a FIFO put there meanwhile.
-func fsyncPath(p string, st *DurableStats) error {
+func fsyncPath(p string, st *Stats) error {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) {
 		return nil // gone, or a link now: nothing of the tool's to keep
