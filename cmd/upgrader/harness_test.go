@@ -289,9 +289,14 @@ func fileExists(path string) bool {
 }
 
 // tool runs one of the simulator's tools (e.g. the operator's actions).
+// It execs bash, which then reads the script: the tool may be on a lossy
+// disk served by this very process (testdata/lossyfs), and Go starts a
+// child with vfork, whose thread keeps its P until the exec is done — an
+// exec that needs the FUSE server here to look the path up hangs for good
+// as soon as the garbage collector stops the world meanwhile.
 func (s *sim) tool(args ...string) {
 	s.t.Helper()
-	c := exec.Command(filepath.Join(s.root, "sim/bin", args[0]), args[1:]...)
+	c := exec.Command("/bin/bash", append([]string{filepath.Join(s.root, "sim/bin", args[0])}, args[1:]...)...)
 	if out, err := c.CombinedOutput(); err != nil {
 		s.t.Fatalf("%v: %v\n%s", args, err, out)
 	}

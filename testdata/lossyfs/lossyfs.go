@@ -97,6 +97,14 @@ type op struct {
 
 // Mount serves backing at mountpoint. Stale lossyfs mounts left by a test
 // process that died are detached first.
+//
+// The server runs in the calling process: that process must never exec a
+// file on the mount, nor start a child in a directory on it. Go starts a
+// child with vfork, and the forking thread keeps its P until the child has
+// exec'd; a lookup on the mount then waits for this process's FUSE server,
+// and if the garbage collector stops the world meanwhile, both wait for
+// good. Exec a system binary that reads the file instead (/bin/bash
+// script, sh -c 'cd DIR && …').
 func Mount(backing, mountpoint string) (*FS, error) {
 	CleanStale()
 	f := &FS{Backing: backing, Mountpoint: mountpoint}

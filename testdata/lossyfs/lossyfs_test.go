@@ -291,9 +291,11 @@ func TestTornPageIsHalfOldHalfNew(t *testing.T) {
 // file and of its directory makes a create and its content durable.
 func TestChildProcessSync(t *testing.T) {
 	f, mnt := mountT(t, nil)
-	sh := `printf done > kept && sync kept && sync . && printf lost > gone && sync gone`
-	c := exec.Command("sh", "-c", sh)
-	c.Dir = mnt
+	// The shell changes into the mount itself: a child that did so
+	// before its exec (cmd.Dir) would need this process's FUSE server
+	// while Go's vfork holds a P (see Mount).
+	sh := `cd "$1" && printf done > kept && sync kept && sync . && printf lost > gone && sync gone`
+	c := exec.Command("sh", "-c", sh, "sh", mnt)
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
