@@ -113,10 +113,10 @@ func supervise(d Dir, key string, argv []string, o superviseOptions) int {
 		st = statusOf(cmd.ProcessState)
 	}
 	if len(o.durable)+len(o.syncfs) > 0 {
-		if ds, err := durable.Make(o.durable, o.syncfs, began.Add(-durable.Slack)); err != nil {
+		// Nothing is written to the log on success: its last lines are
+		// the tool's, shown when it fails.
+		if _, err := durable.Make(o.durable, o.syncfs, began.Add(-durable.Slack)); err != nil {
 			st.Error = "its end is known but what it changed could not be made durable: " + err.Error()
-		} else {
-			fmt.Fprintf(os.Stderr, "upgrader: made what the command changed durable (%d entries, %d synced, %s)\n", ds.Entries, ds.Synced, ds.Took.Round(time.Millisecond))
 		}
 	}
 	st.EndedAt = time.Now().UTC()
