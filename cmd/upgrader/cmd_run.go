@@ -374,6 +374,7 @@ func (a *app) follow(cmd *cobra.Command, sess *session, st orchestrator.Status, 
 	ctx, stop := signal.NotifyContext(sess.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	runID, after := st.Run.ID, st.NoticeSeq
+	why := "" // why the last execution stopped short (a full disk), if it did
 	for {
 		ch, err := sess.svc.Watch(ctx, after)
 		if err != nil {
@@ -383,7 +384,7 @@ func (a *app) follow(cmd *cobra.Command, sess *session, st orchestrator.Status, 
 		for n := range ch {
 			after = max(after, n.Seq)
 			if n.Kind == "stopped" {
-				stopped = true
+				stopped, why = true, n.Text
 				break
 			}
 			printer.notify(n)
@@ -416,6 +417,11 @@ func (a *app) follow(cmd *cobra.Command, sess *session, st orchestrator.Status, 
 	}
 	fmt.Fprintln(out)
 	printStatus(out, st)
+	if why != "" && why != st.Outcome.Error && why != st.Run.Reason {
+		// Not a step's failure (the status says those): the run stopped on
+		// an error of its own, e.g. a commit the full disk refused.
+		fmt.Fprintf(cmd.ErrOrStderr(), "upgrader: the run stopped: %s\n", why)
+	}
 	if err := a.finishJSON(cmd, statusJSON(st)); err != nil {
 		return err
 	}
