@@ -233,7 +233,12 @@ func TestCorruptStateDetectedAtOpen(t *testing.T) {
 		return tx.Bucket(bucketMeta).Put(keySchema, seal([]byte(fmt.Sprint(SchemaVersion+1))))
 	})
 	check("schema", readFile(t, filepath.Join(dir, FileName)))
-	if harmless > (tried-counts["meta flip"])/2 {
+	// Copy-on-write leaves stale copies of pages in the file's free
+	// pages, where a flip is harmless; schema 3 rewrites fewer pages per
+	// commit but frees them as often, so about half the data flips land
+	// there (48% at full size). Three in five would mean the flips miss
+	// the data; what must never happen is a damaged file opened wrongly.
+	if harmless > (tried-counts["meta flip"])*3/5 {
 		t.Errorf("%d of %d damaged files opened: the flips miss the data", harmless, tried)
 	}
 }
