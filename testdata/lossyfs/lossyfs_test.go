@@ -319,14 +319,7 @@ func TestStaleMountCleaned(t *testing.T) {
 		time.Sleep(time.Minute)
 		return
 	}
-	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "backing"), 0o755)
-	os.Mkdir(filepath.Join(dir, "mnt"), 0o755)
-	c := exec.Command(os.Args[0], "-test.run=^TestStaleMountCleaned$")
-	c.Env = append(os.Environ(), "LOSSYFS_DIE_MOUNTED="+dir)
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	dir, c := startMountOwner(t)
 	for i := 0; !exists(filepath.Join(dir, "mounted")); i++ {
 		if i > 500 {
 			c.Process.Kill()
@@ -346,6 +339,20 @@ func TestStaleMountCleaned(t *testing.T) {
 	}
 }
 
+// startMountOwner starts another process of this test binary that mounts
+// DIR/backing at DIR/mnt, says so in DIR/mounted, and waits a minute.
+func startMountOwner(t *testing.T) (string, *exec.Cmd) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "backing"), 0o755)
+	os.Mkdir(filepath.Join(dir, "mnt"), 0o755)
+	c := exec.Command(os.Args[0], "-test.run=^TestStaleMountCleaned$")
+	c.Env = append(os.Environ(), "LOSSYFS_DIE_MOUNTED="+dir)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, c
+}
+
 // A live process's mount is never touched, even when that process is
 // stopped (the power-cut sweep stops a run's servers): a CleanStale that
 // stat'ed it would block in the kernel, and the process calling it could
@@ -355,14 +362,7 @@ func TestCleanStaleLeavesLiveMountsAlone(t *testing.T) {
 		CleanStale()
 		return
 	}
-	dir := t.TempDir()
-	os.Mkdir(filepath.Join(dir, "backing"), 0o755)
-	os.Mkdir(filepath.Join(dir, "mnt"), 0o755)
-	owner := exec.Command(os.Args[0], "-test.run=^TestStaleMountCleaned$")
-	owner.Env = append(os.Environ(), "LOSSYFS_DIE_MOUNTED="+dir)
-	if err := owner.Start(); err != nil {
-		t.Fatal(err)
-	}
+	dir, owner := startMountOwner(t)
 	defer func() {
 		owner.Process.Signal(syscall.SIGCONT)
 		owner.Process.Kill()
