@@ -273,7 +273,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 func (s *backupDB) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
-	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+	if unsettled, err := s.h.jobUnsettled(sc, ""); unsettled || err != nil {
 		return false, err
 	}
 	if _, err := os.Stat(s.path(sc)); errors.Is(err, os.ErrNotExist) {
@@ -537,7 +537,7 @@ func (s backupCommand) path(sc orchestrator.StepContext) string {
 }
 
 func (s backupCommand) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+	if unsettled, err := s.h.jobUnsettled(sc, ""); unsettled || err != nil {
 		return false, err
 	}
 	st, err := os.Stat(s.path(sc))

@@ -100,8 +100,9 @@ func (s vendorInstall) product(sc orchestrator.StepContext) string {
 }
 
 func (s vendorInstall) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
-	// An installer still at work may have written its version already.
-	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+	// An installer still at work, or one cut short, may have written its
+	// version already.
+	if unsettled, err := s.h.jobUnsettled(sc, ""); unsettled || err != nil {
 		return false, err
 	}
 	have, want, err := s.versions(ctx, sc)

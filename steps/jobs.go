@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,24 +62,47 @@ func (h *Host) jobDir() (job.Dir, error) {
 	return job.Dir(h.Jobs), nil
 }
 
-// jobLive reports whether a job of the step (one named name, or any if
-// name is "*") may still be at work: until it ends, the step's effect is
-// not in place, whatever the host shows.
-func (h *Host) jobLive(sc orchestrator.StepContext, name string) (bool, error) {
+// stepJobs reads how the step's jobs on record stand: the one named name,
+// or all of them if name is "*".
+func (h *Host) stepJobs(sc orchestrator.StepContext, name string) ([]job.Info, error) {
+	var infos []job.Info
 	for k, key := range sc.Saved {
 		if k != savedJobKey(name) && !(name == "*" && (k == "job" || strings.HasPrefix(k, "job."))) {
 			continue
 		}
 		dir, err := h.jobDir()
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		info, err := dir.Look(key)
-		if err != nil || info.State.Live() {
-			return err == nil, err
+		if err != nil {
+			return nil, err
 		}
+		infos = append(infos, info)
 	}
-	return false, nil
+	return infos, nil
+}
+
+// jobLive reports whether a job of the step (one named name, or any if
+// name is "*") may still be at work: until it ends, the step's effect is
+// not in place, whatever the host shows.
+func (h *Host) jobLive(sc orchestrator.StepContext, name string) (bool, error) {
+	infos, err := h.stepJobs(sc, name)
+	return slices.ContainsFunc(infos, func(i job.Info) bool { return i.State.Live() }), err
+}
+
+// jobUnsettled reports whether what the host shows of a step's effect is
+// no proof of it: a job of the step may still be at work, or, on a
+// resume, one was cut short (its end never recorded, as a power cut
+// leaves it). A tool cut half-way can leave its last mark (an installer's
+// version file) with earlier work lost; Apply then reads how the job
+// stands. The operator's retry after that failure looks at the host again
+// (interrupted says so).
+func (h *Host) jobUnsettled(sc orchestrator.StepContext, name string) (bool, error) {
+	infos, err := h.stepJobs(sc, name)
+	return slices.ContainsFunc(infos, func(i job.Info) bool {
+		return i.State.Live() || (sc.Resumed && i.State == job.Interrupted)
+	}), err
 }
 
 // runJob runs j for the step and waits for its end. The job's key is
@@ -205,8 +229,10 @@ func interrupted(j jobRun, info job.Info) error {
 	return fmt.Errorf("%s (pid %d) was interrupted before it finished: it was running when the host or upgrader went down, "+
 		"and its end was never recorded. upgrader does not start it again on its own (upgrader's own rule: the release notes "+
 		"describe no recovery from a half-finished run, and a vendor installer run over one can damage the product). "+
-		"Read its log %s and the vendor's instructions; once running it again is safe, 'upgrader resume' does",
-		j.what, info.Pid, info.Log)
+		"Read its log %s and the vendor's instructions. Once the host is made right, 'upgrader resume' looks at it again: "+
+		"a step whose effect shows in place is taken as done (a tool cut half-way can show its last mark, an installer its "+
+		"version, with earlier work lost: check before), otherwise %s runs again",
+		j.what, info.Pid, info.Log, j.what)
 }
 
 // durableRoots are the product's trees a tool changes.

@@ -157,3 +157,28 @@ func powerLoss(t *testing.T, pid int) {
 	waitGone(t, sid, "the supervisor")
 	waitGone(t, pid, "the command")
 }
+
+// A power cut inside the installer can keep its version file and lose
+// earlier work (the old library's removal): what the host shows of an
+// installer whose end was never recorded proves nothing. Probe must not
+// take the step as in place; Apply stops at the interrupted installer.
+// (The power-cut sweep found a resumed pc-upgrade "completed" this way.)
+func TestVendorInstallInterruptedIsNotTakenAsInPlace(t *testing.T) {
+	e := newSim(t, nil)
+	st, sc := detachAt(t, e, "installer:4")
+	info, _ := job.Dir(e.host.Jobs).Look(sc.Saved["job"])
+	powerLoss(t, info.Pid)
+	// What survived the cut: the version file written, the rest not.
+	if err := os.WriteFile(e.path("opt/Avaya/avpom/POManager/config/version.properties"),
+		[]byte("POMVersion=POM.03.01.01.01.00.003\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustProbe(t, st, sc, false)
+	if err := st.Apply(context.Background(), sc); err == nil || !strings.Contains(err.Error(), "interrupted before it finished") {
+		t.Fatalf("Apply: %v, want the interrupted installer", err)
+	}
+	// The operator's retry (after reading the log, with the host made
+	// right) probes the host again, as the failure says.
+	sc.Resumed = false
+	mustProbe(t, st, sc, true)
+}

@@ -34,7 +34,7 @@ func (h *Host) pcTool(argv []string, backup, what string) ([]string, error) {
 type pcBackup struct{ h *Host }
 
 func (s pcBackup) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+	if unsettled, err := s.h.jobUnsettled(sc, ""); unsettled || err != nil {
 		return false, err
 	}
 	st, err := os.Stat(s.h.pcBackupPath(sc.RunID))
@@ -89,7 +89,7 @@ func (s pcRestore) marker() string {
 }
 
 func (s pcRestore) Probe(_ context.Context, sc orchestrator.StepContext) (bool, error) {
-	if live, err := s.h.jobLive(sc, ""); live || err != nil {
+	if unsettled, err := s.h.jobUnsettled(sc, ""); unsettled || err != nil {
 		return false, err
 	}
 	_, err := os.Stat(s.marker())

@@ -67,7 +67,7 @@ func (s services) status(ctx context.Context, name string) (serviceState, error)
 
 func (s services) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
 	// A start or stop still at work has not finished its effect.
-	if live, err := s.h.jobLive(sc, "*"); live || err != nil {
+	if unsettled, err := s.h.jobUnsettled(sc, "*"); unsettled || err != nil {
 		return false, err
 	}
 	for _, n := range s.names(sc) {
