@@ -20,10 +20,16 @@ import (
 func detachAt(t *testing.T, e simEnv, point string) (orchestrator.Step, orchestrator.StepContext) {
 	t.Helper()
 	stopVPMS(t, e)
-	e.control(t, "hold-at", point)
 	spec := installSpec()
 	st := e.build(t, spec)
-	sc := stepContext(spec, nil)
+	return st, detachStep(t, e, st, stepContext(spec, nil), point)
+}
+
+// detachStep applies st and stops following its job once the job is held
+// at point; it returns the context of the resumed step.
+func detachStep(t *testing.T, e simEnv, st orchestrator.Step, sc orchestrator.StepContext, point string) orchestrator.StepContext {
+	t.Helper()
+	e.control(t, "hold-at", point)
 	stop := make(chan struct{})
 	sc.Stopped = stop
 	go func() {
@@ -36,7 +42,7 @@ func detachAt(t *testing.T, e simEnv, point string) (orchestrator.Step, orchestr
 		t.Fatalf("Apply after the stop: %v, want ErrDetached", err)
 	}
 	sc.Stopped, sc.Resumed = nil, true
-	return st, sc
+	return sc
 }
 
 func fileExists(path string) bool {

@@ -15,6 +15,7 @@ import (
 
 	"upgrader/orchestrator"
 	"upgrader/orchestrator/profile"
+	"upgrader/steps/job"
 	"upgrader/testdata/simhost"
 )
 
@@ -543,6 +544,30 @@ func TestPCRestore(t *testing.T) {
 	mustApply(t, ust, usc)
 	if out := mustVerify(t, ust, usc); out.Values["installed_version"] != "4.1.2" {
 		t.Errorf("dialer after the restore = %q, want 4.1.2", out.Values["installed_version"])
+	}
+}
+
+// A restore cut by a power loss after its marker was written (the marker
+// kept, restored data lost) is not taken as done on a resume.
+func TestPCRestoreInterruptedIsNotTakenAsDone(t *testing.T) {
+	src, a := backupOnSource(t, "source")
+	e := newHostSim(t, "x3650")
+	e.host.Role = "target"
+	e.operator(t, "install-linux-es", "4.1.2")
+	copyFileTo(t, src.path(a.Path), e.path(a.Path))
+	spec := pcRestoreSpec()
+	st := e.build(t, spec)
+	sc := stepContext(spec, nil)
+	sc.Artifacts = map[string]orchestrator.Artifact{"pc-backup": a}
+	sc = detachStep(t, e, st, sc, "pc-restore:2")
+	info, _ := job.Dir(e.host.Jobs).Look(sc.Saved["job"])
+	powerLoss(t, info.Pid)
+	if err := os.WriteFile(e.path("opt/avaya/pds/data/.restored-from"), []byte("VERSION=4.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustProbe(t, st, sc, false)
+	if err := st.Apply(context.Background(), sc); err == nil || !strings.Contains(err.Error(), "interrupted before it finished") {
+		t.Fatalf("Apply: %v, want the interrupted restore", err)
 	}
 }
 
