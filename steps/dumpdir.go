@@ -61,38 +61,48 @@ func dumpJobs(cpus, bigTables int, c Connections) int {
 	return max(1, min(cpus, bigTables, int(c.Available-c.Used)-1))
 }
 
-// shapeQuery answers "tables worth a worker|connections available|in use".
+// shapeQuery answers "database size|tables worth a worker|connections
+// available|in use": one psql for all the step asks before the dump.
 var shapeQuery = func() string {
-	return "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' " +
+	return "SELECT pg_database_size(current_database()), " +
+		"(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' " +
 		"AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND pg_table_size(c.oid) >= " + strconv.FormatInt(splitTableBytes, 10) + "), " +
 		"current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int, " +
 		"(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
 }
 
-// dumpShape asks the server what dumpJobs needs: the tables worth a
-// worker and the connections.
-func (s *backupDB) dumpShape(ctx context.Context, database string) (int, Connections, error) {
+// dbShape is what the step needs to know of the database before a dump:
+// its size (for the free space), the tables worth a worker and the
+// connections (for dumpJobs).
+type dbShape struct {
+	size      int64
+	bigTables int
+	conns     Connections
+}
+
+// dumpShape asks the server for the database's shape.
+func (s *backupDB) dumpShape(ctx context.Context, database string) (dbShape, error) {
 	argv := append([]string{s.tool("psql", s.h.Profile.DB.PSQLCommand)}, s.conn(database)...)
 	argv = append(argv, "--no-psqlrc", "--tuples-only", "--no-align", "--command="+shapeQuery())
 	var out strings.Builder
 	if err := s.h.Run.Run(ctx, argv, s.env(), func(l string) { out.WriteString(l) }); err != nil {
-		return 0, Connections{}, fmt.Errorf("%w (%s:%d, database %s): %v; the run holds: bring the database back, then upgrader retry",
+		return dbShape{}, fmt.Errorf("%w (%s:%d, database %s): %v; the run holds: bring the database back, then upgrader retry",
 			ErrDBUnreachable, s.h.Profile.DB.Host, s.h.Profile.DB.Port, database, err)
 	}
 	f := strings.Split(strings.TrimSpace(out.String()), "|")
-	var n [3]int64
+	var n [4]int64
 	for i := range n {
 		var err error
-		if len(f) != 3 {
-			err = errors.New("three fields")
+		if len(f) != len(n) {
+			err = errors.New("four fields")
 		} else {
 			n[i], err = strconv.ParseInt(f[i], 10, 64)
 		}
 		if err != nil {
-			return 0, Connections{}, fmt.Errorf("the database's tables and connections: psql answered %q", out.String())
+			return dbShape{}, fmt.Errorf("the database's size, tables and connections: psql answered %q", out.String())
 		}
 	}
-	return int(n[0]), Connections{Available: n[1], Used: n[2]}, nil
+	return dbShape{size: n[0], bigTables: int(n[1]), conns: Connections{Available: n[2], Used: n[3]}}, nil
 }
 
 // fileCheck is one file of a directory dump, read whole.

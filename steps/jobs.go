@@ -35,6 +35,11 @@ type jobRun struct {
 	// prepare runs before a new start, never before following a job that
 	// an earlier process started.
 	prepare func() error
+	// writes, when set, are the only trees the tool writes (pg_dump: the
+	// backup directory): they alone are made durable at its end, file by
+	// file, without a syncfs of the whole file system. Unset: the
+	// product's trees, which a vendor tool may change anywhere.
+	writes []string
 	// command, when set, gives argv for a new start once prepare has run:
 	// a command chosen by what prepare found (pg_dump's format and jobs).
 	// argv stays what messages name.
@@ -172,7 +177,7 @@ func (h *Host) runJob(ctx context.Context, sc orchestrator.StepContext, j jobRun
 	if !j.converges {
 		// The supervisor makes the tool's work durable before it records
 		// the end: an end on record never stands for work a power cut took.
-		spec.Durable, spec.SyncFS = h.durableRoots(), []string{h.Profile.Path("/")}
+		spec.Durable, spec.SyncFS = h.jobWrites(j)
 	}
 	if err := dir.Start(spec); err != nil {
 		return fmt.Errorf("%s: %w", j.what, err)
@@ -241,15 +246,27 @@ func (h *Host) durableRoots() []string {
 	return []string{p.Path(p.POM.Home), p.Path(p.PC.Home), p.Path(p.PC.BackupDir), p.Path(p.DB.BackupDir)}
 }
 
-// makeDurable makes a tool's changes to the product's trees durable
-// (durable.Make); a job started at an unknown time counts as started at
-// the beginning of time.
+// jobWrites are the trees a job's work is made durable in, and the paths
+// whose file systems are synced first (durable.Make): the job's own trees
+// when it names them, else the product's and the host's root.
+func (h *Host) jobWrites(j jobRun) (roots, syncFS []string) {
+	if len(j.writes) > 0 {
+		return j.writes, nil
+	}
+	roots = h.durableRoots()
+	return roots, append(slices.Clone(roots), h.Profile.Path("/"))
+}
+
+// makeDurable makes a tool's changes durable (durable.Make, jobWrites); a
+// job started at an unknown time counts as started at the beginning of
+// time.
 func (h *Host) makeDurable(sc orchestrator.StepContext, j jobRun, started time.Time) error {
 	since := time.Time{}
 	if !started.IsZero() {
 		since = started.Add(-durable.Slack)
 	}
-	st, err := durable.Make(h.durableRoots(), []string{h.Profile.Path("/")}, since)
+	roots, syncFS := h.jobWrites(j)
+	st, err := durable.Make(roots, syncFS, since)
 	if err != nil {
 		return fmt.Errorf("%s ended, but what it changed could not be made durable: %w; fix the cause, then upgrader resume", j.what, err)
 	}

@@ -30,25 +30,27 @@ type Stats struct {
 
 // Make makes what tools changed under roots since since survive a
 // power cut, before upgrader records the step done (upgrader's own rule:
-// vendor tools need not sync anything). syncfs(2) on each root's file
-// system (and on extra's, without a walk) flushes it all on a real
-// server; then each root is walked and every directory and regular file
-// changed since since (mtime or ctime) is fsynced: a new or renamed entry
-// is durable once its directory is, a removal too. syncfs alone is not
-// enough to rely on everywhere (a FUSE server never sees it; see
-// testdata/lossyfs TestSyncfsNotSeen), and a file's fsync after it is
-// cheap. Ancestors of a root changed since since are fsynced as well: a
+// vendor tools need not sync anything). syncfs(2) on the file system of
+// each path of syncFS first flushes it all at once (a vendor tool may
+// have changed thousands of files: one syncfs is cheaper than their
+// fsyncs one by one); then each root is walked and every directory and
+// regular file changed since since (mtime or ctime) is fsynced: a new or
+// renamed entry is durable once its directory is, a removal too. syncfs
+// alone is not enough to rely on everywhere (a FUSE server never sees it;
+// see testdata/lossyfs TestSyncfsNotSeen), and a file's fsync after it is
+// cheap. A tool whose few files are known (pg_dump's dump) needs no
+// syncfs, which would flush everything else dirty on the file system
+// too. Ancestors of a root changed since since are fsynced as well: a
 // fresh install makes its home. A missing root is skipped.
-func Make(roots, extra []string, since time.Time) (Stats, error) {
+func Make(roots, syncFS []string, since time.Time) (Stats, error) {
 	began := time.Now()
 	var st Stats
-	roots = outermost(roots)
-	for _, p := range append(slices.Clone(roots), extra...) {
-		if err := syncFS(p); err != nil {
+	for _, p := range syncFS {
+		if err := syncFSOf(p); err != nil {
 			return st, err
 		}
 	}
-	for _, root := range roots {
+	for _, root := range outermost(roots) {
 		if err := durableTree(root, since, &st); err != nil {
 			return st, err
 		}
@@ -73,9 +75,9 @@ func outermost(roots []string) []string {
 	})
 }
 
-// syncFS runs syncfs(2) on the file system of p, or of its nearest
+// syncFSOf runs syncfs(2) on the file system of p, or of its nearest
 // existing ancestor.
-func syncFS(p string) error {
+func syncFSOf(p string) error {
 	for {
 		d, err := os.Open(p)
 		if errors.Is(err, fs.ErrNotExist) && p != filepath.Dir(p) {

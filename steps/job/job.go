@@ -58,7 +58,7 @@ type Spec struct {
 	Private bool
 	// Durable are the trees whose changes the supervisor makes durable
 	// (durable.Make) before it records the command's end, and SyncFS the
-	// paths whose file systems it syncs besides: a recorded end then
+	// paths whose file systems it syncs first: a recorded end then
 	// always means the command's work survives a power cut. Without
 	// this, a cut after the end was recorded but before anyone synced the
 	// tool's work left an end that said done over work partly lost.
