@@ -153,7 +153,11 @@ func handOverCommand(run Run, recs []StepRecord) string {
 	var files []string
 	for _, r := range recs {
 		for _, a := range r.Outputs.Artifacts {
-			files = append(files, a.Path)
+			if a.Dir {
+				files = append(files, a.Path+"/ (the whole directory)")
+			} else {
+				files = append(files, a.Path)
+			}
 		}
 	}
 	file := "/var/tmp/upgrader-" + run.ID + ".json"

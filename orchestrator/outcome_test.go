@@ -87,4 +87,9 @@ func TestClassifyHandOver(t *testing.T) {
 	if o := orchestrator.Classify(run, recs, orchestrator.RoleTarget, false); o.Class != orchestrator.OutcomeInterrupted {
 		t.Fatalf("on the target: %+v", o)
 	}
+	// A directory artifact (a directory-format dump) is copied whole.
+	recs[0].Outputs.Artifacts["db-backup"] = orchestrator.Artifact{Path: "/var/backups/pom.dump", Dir: true}
+	if o := orchestrator.Classify(run, recs, orchestrator.RoleSource, false); !strings.Contains(o.Next.Command, "/var/backups/pom.dump/ (the whole directory)") {
+		t.Fatalf("a directory artifact: %s", o.Next.Command)
+	}
 }

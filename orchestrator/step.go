@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -122,6 +123,18 @@ type Artifact struct {
 	// Host is the role of the server it was made on, "" if the procedure
 	// runs on one server.
 	Host string `json:"host,omitempty"`
+	// Dir says the artifact is a directory (a directory-format dump):
+	// SHA256 is then its manifest's and Size the sum of its files'.
+	Dir bool `json:"dir,omitempty"`
+}
+
+// Describe is how the artifact reads to an operator: its path (a
+// directory's with a trailing slash), size and SHA-256.
+func (a Artifact) Describe() string {
+	if a.Dir {
+		return fmt.Sprintf("%s/ (a directory), %s, sha256 of its manifest %s", a.Path, BytesText(a.Size), a.SHA256)
+	}
+	return fmt.Sprintf("%s, %s, sha256 %s", a.Path, BytesText(a.Size), a.SHA256)
 }
 
 // Outputs are what a step's Verify returns and the engine records with the

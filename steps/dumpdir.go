@@ -413,7 +413,7 @@ func (s *backupDB) dirArtifact(dir string, manifest []byte, size int64) (orchest
 	}
 	sum := sha256.Sum256(manifest)
 	return orchestrator.Artifact{Path: s.h.Profile.Unroot(dir), SHA256: hex.EncodeToString(sum[:]), Size: size,
-		ModTime: st.ModTime().UTC(), Host: s.h.Role}, nil
+		ModTime: st.ModTime().UTC(), Host: s.h.Role, Dir: true}, nil
 }
 
 // writeManifest writes the manifest into a finished dump's directory,

@@ -79,8 +79,11 @@ func TestBackupDBDirectoryRealPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(m)
-	if a.Path != final || a.SHA256 != hex.EncodeToString(sum[:]) {
-		t.Fatalf("artifact %+v: want %s with the SHA-256 of its manifest", a, final)
+	if a.Path != final || a.SHA256 != hex.EncodeToString(sum[:]) || !a.Dir {
+		t.Fatalf("artifact %+v: want the directory %s with the SHA-256 of its manifest", a, final)
+	}
+	if d := a.Describe(); !strings.Contains(d, final+"/ (a directory)") || !strings.Contains(d, "sha256 of its manifest "+a.SHA256) {
+		t.Errorf("Describe() = %q: want the directory and its manifest's SHA-256 named", d)
 	}
 	entries, _ := os.ReadDir(final)
 	var total int64

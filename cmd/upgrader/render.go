@@ -574,7 +574,7 @@ func printPointOfNoReturn(w io.Writer, st orchestrator.Status, i int) {
 	for _, r := range st.Steps[:i] {
 		for _, name := range slices.Sorted(maps.Keys(r.Outputs.Artifacts)) {
 			a := r.Outputs.Artifacts[name]
-			hang(w, "      ", fmt.Sprintf("%s (verified by %s): %s, %s, sha256 %s", name, r.StepID, a.Path, orchestrator.BytesText(a.Size), a.SHA256))
+			hang(w, "      ", fmt.Sprintf("%s (verified by %s): %s", name, r.StepID, a.Describe()))
 		}
 	}
 }
