@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"upgrader/orchestrator"
 )
@@ -309,12 +308,22 @@ func TestBackupDBDirectoryFollowedAfterDetach(t *testing.T) {
 	h.Profile.DB.DumpCommand = wrapper
 	st, _ := h.Build(pgSpec(dir))
 	sc := stepContext(pgSpec(dir), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if err := st.Apply(ctx, sc); !errors.Is(err, orchestrator.ErrDetached) {
+	// Asked to stop once pg_dump's job is on record (a deadline instead
+	// could come before the dump started on a loaded machine).
+	stop := make(chan struct{})
+	save := sc.Save
+	sc.Stopped = stop
+	sc.Save = func(v map[string]string) error {
+		err := save(v)
+		if v["job"] != "" {
+			close(stop)
+		}
+		return err
+	}
+	if err := st.Apply(context.Background(), sc); !errors.Is(err, orchestrator.ErrDetached) {
 		t.Fatalf("Apply: %v, want it detached from pg_dump", err)
 	}
-	sc.Resumed = true
+	sc.Resumed, sc.Stopped, sc.Save = true, nil, save
 	next, _ := h.Build(pgSpec(dir))
 	mustProbe(t, next, sc, false) // pg_dump still runs
 	mustApply(t, next, sc)
