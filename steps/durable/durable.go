@@ -46,6 +46,9 @@ func Make(roots, syncFS []string, since time.Time) (Stats, error) {
 	began := time.Now()
 	var st Stats
 	for _, p := range syncFS {
+		if p == "" {
+			continue // a path the profile leaves unset
+		}
 		if err := syncFSOf(p); err != nil {
 			return st, err
 		}
