@@ -66,8 +66,10 @@ func (s services) status(ctx context.Context, name string) (serviceState, error)
 }
 
 func (s services) Probe(ctx context.Context, sc orchestrator.StepContext) (bool, error) {
-	// A start or stop still at work has not finished its effect.
-	if unsettled, err := s.h.jobUnsettled(sc, "*"); unsettled || err != nil {
+	// A start or stop still at work has not finished its effect. One cut
+	// short proves nothing either way, but the service manager's status
+	// is the truth of a service (its jobs converge): it is asked below.
+	if live, err := s.h.jobLive(sc, "*"); live || err != nil {
 		return false, err
 	}
 	for _, n := range s.names(sc) {
