@@ -13,59 +13,72 @@
 # interrupted half-way, damages the host: it appends the reason to var/lib/sim/CORRUPTED,
 # which no comparison with an undisturbed run survives, and goes on as if nothing happened.
 
-SIM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# Plain bash where it does the job: every process a simulated tool starts
+# is paid for by every test run (tens of them per run).
+SIM_ROOT=$(cd "${BASH_SOURCE[0]%/*}/../.." && pwd)
 SIM_CONTROL=$SIM_ROOT/sim/control
 SIM_LEDGER=$SIM_ROOT/var/log/sim-ledger.log
 
 # Every tool run appends its argv and environment to sim/control/exec.log, so that tests can
 # prove no secret reached a child process.
-{ printf 'argv:'; printf ' %q' "$0" "$@"; printf '\n'; env | sed 's/^/env: /'; } >> "$SIM_CONTROL/exec.log"
+{
+	printf 'argv:'; printf ' %q' "$0" "$@"; printf '\n'
+	for sim_v in $(compgen -e); do printf 'env: %s=%s\n' "$sim_v" "${!sim_v-}"; done
+} >> "$SIM_CONTROL/exec.log"
+
+# sim_is FILE TEXT: FILE exists and its first line is TEXT.
+sim_is() {
+	local line=
+	[ -f "$1" ] || return 1
+	IFS= read -r line < "$1" || true
+	[ "$line" = "$2" ]
+}
 
 sim_checkpoint() { # tool n
 	local here="$1:$2" delay=0.1
-	if [ -f "$SIM_CONTROL/pause-at" ] && [ "$(cat "$SIM_CONTROL/pause-at")" = "$here" ]; then
+	if sim_is "$SIM_CONTROL/pause-at" "$here"; then
 		mv "$SIM_CONTROL/pause-at" "$SIM_CONTROL/pause-at.hit"
 		# Written whole, then renamed: whoever sees the file sees its content.
 		echo "$here $$" > "$SIM_CONTROL/paused.tmp"
 		mv "$SIM_CONTROL/paused.tmp" "$SIM_CONTROL/paused"
 		while :; do sleep 1; done
 	fi
-	if [ -f "$SIM_CONTROL/hold-at" ] && [ "$(cat "$SIM_CONTROL/hold-at")" = "$here" ]; then
+	if sim_is "$SIM_CONTROL/hold-at" "$here"; then
 		mv "$SIM_CONTROL/hold-at" "$SIM_CONTROL/hold-at.hit"
 		echo "$here $$" > "$SIM_CONTROL/held.tmp"
 		mv "$SIM_CONTROL/held.tmp" "$SIM_CONTROL/held"
 		until [ -f "$SIM_CONTROL/release" ]; do sleep 0.02; done
 		rm -f "$SIM_CONTROL/release" "$SIM_CONTROL/held"
 	fi
-	if [ -f "$SIM_CONTROL/fail-at" ] && [ "$(cat "$SIM_CONTROL/fail-at")" = "$here" ]; then
+	if sim_is "$SIM_CONTROL/fail-at" "$here"; then
 		mv "$SIM_CONTROL/fail-at" "$SIM_CONTROL/fail-at.hit"
 		echo "simulated failure at $here" >&2
 		# A failure the tool itself reports leaves nothing half-done: it may be run again.
 		sim_end
 		exit 1
 	fi
-	[ -f "$SIM_CONTROL/delay" ] && delay=$(cat "$SIM_CONTROL/delay")
+	[ ! -f "$SIM_CONTROL/delay" ] || IFS= read -r delay < "$SIM_CONTROL/delay" || true
 	sleep "$delay"
 }
 
 sim_ledger() { # text...
 	local new=
 	[ -e "$SIM_LEDGER" ] || new=1
-	mkdir -p "$(dirname "$SIM_LEDGER")"
+	[ -d "${SIM_LEDGER%/*}" ] || mkdir -p "${SIM_LEDGER%/*}"
 	echo "$*" >> "$SIM_LEDGER"
 	sync "$SIM_LEDGER"
 	# A new ledger is made durable in its directory: a power cut must not
 	# lose the record of effects that happened.
-	[ -z "$new" ] || sync "$(dirname "$SIM_LEDGER")" "$(dirname "$(dirname "$SIM_LEDGER")")"
+	[ -z "$new" ] || sync "${SIM_LEDGER%/*}" "${SIM_LEDGER%/*/*}"
 }
 
 # sim_put FILE CONTENT: replace a file atomically and durably.
 sim_put() {
-	mkdir -p "$(dirname "$1")"
+	[ -d "${1%/*}" ] || mkdir -p "${1%/*}"
 	printf '%s\n' "$2" > "$1.sim-tmp"
 	sync "$1.sim-tmp"
 	mv -f "$1.sim-tmp" "$1"
-	sync "$(dirname "$1")"
+	sync "${1%/*}"
 }
 
 # sim_new_boot_id: the host restarted. The new boot id is derived from the old one, so that
@@ -80,7 +93,7 @@ sim_new_boot_id() {
 # (clock ticks since boot, /proc/PID/stat field 22): pids are reused, zombies do not count.
 sim_alive() {
 	local want=$2 stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	IFS= read -r stat 2>/dev/null < "/proc/$1/stat" || return 1
 	stat=${stat##*) }
 	set -- $stat
 	[ "$1" != Z ] && [ "$1" != X ] && [ "${20}" = "$want" ]
@@ -88,12 +101,12 @@ sim_alive() {
 
 sim_starttime() { # PID
 	local stat
-	stat=$(cat "/proc/$1/stat") && stat=${stat##*) } && set -- $stat && echo "${20}"
+	IFS= read -r stat < "/proc/$1/stat" && stat=${stat##*) } && set -- $stat && echo "${20}"
 }
 
 # sim_corrupt REASON: the host is damaged.
 sim_corrupt() {
-	mkdir -p "$SIM_ROOT/var/lib/sim"
+	[ -d "$SIM_ROOT/var/lib/sim" ] || mkdir -p "$SIM_ROOT/var/lib/sim"
 	echo "$1" >> "$SIM_ROOT/var/lib/sim/CORRUPTED"
 	sync "$SIM_ROOT/var/lib/sim/CORRUPTED" "$SIM_ROOT/var/lib/sim"
 	sim_ledger "CORRUPTED $1"
@@ -120,7 +133,7 @@ sim_begin() {
 sim_end() {
 	if [ -n "${SIM_BEGUN:-}" ]; then
 		rm -f "$SIM_BEGUN"
-		sync "$(dirname "$SIM_BEGUN")"
+		sync "${SIM_BEGUN%/*}"
 		SIM_BEGUN=
 	fi
 }
