@@ -79,8 +79,9 @@ func TestCrashResumeEveryPoint(t *testing.T) {
 
 // checkInterruptedInstaller proves resume stopped at an installer cut by a
 // power loss: the step failed naming the installer's log, the installer was
-// not started again, the host was not damaged, and resume keeps saying so.
-func checkInterruptedInstaller(t *testing.T, s *sim, r result) bool {
+// not started again, the host was not damaged, and status keeps saying so
+// (asked with statusArgs: the daemon's socket when it holds the state).
+func checkInterruptedInstaller(t *testing.T, s *sim, r result, statusArgs ...string) bool {
 	t.Helper()
 	if r.code != exitFailed || !strings.Contains(r.stdout, "interrupted before it finished") || !strings.Contains(r.stdout, filepath.Join(s.state, "jobs")) {
 		t.Errorf("resume after a power loss mid-installer: exit %d, want %d naming the installer's log\n%s\n%s", r.code, exitFailed, r.stdout, r.stderr)
@@ -92,7 +93,7 @@ func checkInterruptedInstaller(t *testing.T, s *sim, r result) bool {
 	if b, err := os.ReadFile(filepath.Join(s.root, "var/lib/sim/CORRUPTED")); err == nil {
 		t.Errorf("the host was damaged: %s", b)
 	}
-	st := s.mustRun(exitOK, "status").stdout
+	st := s.mustRun(exitOK, append([]string{"status"}, statusArgs...)...).stdout
 	if !strings.Contains(st, "interrupted before it finished") {
 		t.Errorf("status does not say why the run stopped:\n%s", st)
 	}

@@ -384,3 +384,41 @@ func TestClientRefusesSocketOfAnotherUser(t *testing.T) {
 		}
 	}
 }
+
+// A power loss in the middle of the installer while the daemon carries the
+// run (the daemon, the installer and its supervisor all die), with the
+// installer's last mark, the new version, on disk: the daemon started
+// again finds the installer's job interrupted, does not take the version
+// as the product in place, and stops the run with the step failed, naming
+// the installer's log, without starting the installer again — as `upgrader
+// resume` does in the foreground (TestCrashResumeEveryPoint).
+func TestDaemonPowerLossMidInstallerStops(t *testing.T) {
+	s := newSim(t)
+	t.Cleanup(func() { killTools(s) })
+	s.control("pause-at", "installer:4")
+	d := s.startDaemon(t)
+	starter := s.cmd("start", "--yes", "--socket", s.socketPath())
+	if err := starter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { starter.Process.Kill(); starter.Wait() }()
+	mark := filepath.Join(s.root, "sim/control/paused")
+	if !waitFile(t, mark, 30*time.Second) {
+		t.Fatalf("never reached the installer:\n%s", d.log)
+	}
+	d.kill()
+	killToolGroup(t, mark)
+	os.Remove(mark)
+	// What a power cut can leave (the sweep of TestPowerCut found it): the
+	// version the installer writes last is on disk, earlier work is not.
+	version := filepath.Join(s.root, "opt/Avaya/avpom/POManager/config/version.properties")
+	if err := os.WriteFile(version, []byte("# Proactive Outreach Manager build information\nPOMVersion=POM.03.01.01.01.00.003\nPOMBuildDate=2018-09-25\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(s.socketPath()) // a stale socket is left behind, as after a power loss
+	d = s.startDaemon(t)
+	w := s.run("watch", "--yes", "--socket", s.socketPath())
+	if !checkInterruptedInstaller(t, s, w, "--socket", s.socketPath()) {
+		t.Logf("daemon log:\n%s", d.log)
+	}
+}
