@@ -225,16 +225,26 @@ func TestBackupDBDirectoryTampered(t *testing.T) {
 func TestBackupDBDirectoryKilledOrCutShort(t *testing.T) {
 	dirDumps(t)
 	c := postgres(t)
-	for _, tc := range []struct{ name, script, want string }{
+	// The kill must come while pg_dump writes: the small database's dump
+	// can end before a loaded machine's wrapper looks (make test saw it),
+	// so this case dumps a database of its own, one table of ~80 MB (about
+	// a second of pg_dump here), and the wrapper says when it was too late.
+	psqlAs(t, c, "postgres", `DROP DATABASE IF EXISTS killmidway`)
+	psqlAs(t, c, "postgres", `CREATE DATABASE killmidway`)
+	psqlAs(t, c, "killmidway", `CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS a FROM generate_series(1, 1000000) g;
+CREATE TABLE small AS SELECT 1 AS id`)
+	for _, tc := range []struct{ name, database, script, want string }{
 		// Killed (SIGKILL) once its first table's data is on disk.
-		{"killed mid-way", `/usr/bin/pg_dump "$@" & pid=$!
+		{"killed mid-way", "killmidway", `/usr/bin/pg_dump "$@" & pid=$!
 for f in "$@"; do case $f in --file=*) d=${f#--file=} ;; esac; done
-until ls "$d"/*.dat.gz >/dev/null 2>&1 || ! kill -0 $pid 2>/dev/null; do sleep 0.01; done
-kill -9 $pid; wait $pid
+shopt -s nullglob
+until f=("$d"/*.dat.gz); [ ${#f[@]} -gt 0 ] || ! kill -0 $pid 2>/dev/null; do sleep 0.01; done
+kill -9 $pid 2>/dev/null || echo "pg_dump had ended before the kill" >"${0%/*}/late"
+wait $pid
 `, "pg_dump"},
 		// Whole as pg_dump wrote it, then a table's data cut short before
 		// pg_dump "ends well".
-		{"cut short after the read", `/usr/bin/pg_dump "$@" || exit
+		{"cut short after the read", "pom", `/usr/bin/pg_dump "$@" || exit
 for f in "$@"; do case $f in --file=*) d=${f#--file=} ;; esac; done
 f=$(ls -S "$d"/*.dat.gz | head -1); truncate -s -100 "$f"
 `, "cut short"},
@@ -245,9 +255,14 @@ f=$(ls -S "$d"/*.dat.gz | head -1); truncate -s -100 "$f"
 			os.WriteFile(wrapper, []byte("#!/bin/bash\n"+tc.script), 0o755)
 			h := pgHost(t, c, dir, ExecRunner{})
 			h.Profile.DB.DumpCommand = wrapper
-			st, _ := h.Build(pgSpec(dir))
-			sc := stepContext(pgSpec(dir), nil)
+			spec := pgSpec(dir)
+			spec.Params["database"] = tc.database
+			st, _ := h.Build(spec)
+			sc := stepContext(spec, nil)
 			err := st.Apply(context.Background(), sc)
+			if late, _ := os.ReadFile(filepath.Join(filepath.Dir(wrapper), "late")); len(late) > 0 {
+				t.Fatalf("the test's fault came too late: %s", late)
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Apply: %v, want a failure naming %q", err, tc.want)
 			}
