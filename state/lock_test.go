@@ -29,11 +29,12 @@ func TestOpenWhileCommitting(t *testing.T) {
 		length = 20 * time.Second
 	}
 	var stop atomic.Bool
+	var done atomic.Int64 // commits so far
 	commits := make(chan int, 1)
 	go func() {
 		n := 0
 		defer func() { commits <- n }()
-		for ; !stop.Load(); n++ {
+		for ; !stop.Load(); n, _ = n+1, done.Add(1) {
 			u := newUpdate("r1", orchestrator.StateRunning, ids...)
 			i := n % len(ids)
 			u.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: i, StepID: ids[i], Status: orchestrator.StepStarted, Attempts: n}}
@@ -45,7 +46,10 @@ func TestOpenWhileCommitting(t *testing.T) {
 		}
 	}()
 	var opens, locked int
-	for end := time.Now().Add(length); time.Now().Before(end); opens++ {
+	// At least length, and on until 10 commits (each fsynced: a loaded
+	// disk can take 1.5 s for fewer), for at most 30 s more.
+	end, limit := time.Now().Add(length), time.Now().Add(length+30*time.Second)
+	for ; time.Now().Before(end) || (done.Load() < 10 && time.Now().Before(limit)); opens++ {
 		d2, err := Open(dir, time.Millisecond)
 		switch {
 		case err == nil:

@@ -64,7 +64,7 @@ func (h host) daemon(t *testing.T, bin string) {
 		}
 		log.Close()
 	})
-	for range 100 {
+	for range 600 { // 30 s: several daemons start at once on a loaded machine
 		if fi, err := os.Stat(h.socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			return
 		}

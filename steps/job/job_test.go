@@ -110,7 +110,7 @@ func TestJobOutlivesItsStarter(t *testing.T) {
 	d := newDir(t)
 	c := exec.Command("/proc/self/exe")
 	c.Env = append(os.Environ(), "JOB_TEST_STARTER=run-b-1", "JOB_TEST_DIR="+string(d),
-		"JOB_TEST_ARGV=/bin/sh\x1f-c\x1fsleep 0.5; echo after; ps -o sid= -p $$")
+		"JOB_TEST_ARGV=/bin/sh\x1f-c\x1fsleep 3; echo after; ps -o sid= -p $$")
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	out, err := c.StdoutPipe()
 	if err != nil {
@@ -124,6 +124,8 @@ func TestJobOutlivesItsStarter(t *testing.T) {
 	if !strings.Contains(string(buf[:n]), "started") {
 		t.Fatalf("starter: %q", buf[:n])
 	}
+	// The command sleeps 3 s: long enough to be seen running after the
+	// starter's death on a loaded machine (0.5 s once was not).
 	syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // the starter and its session
 	c.Wait()
 	if info, err := d.Look("run-b-1"); err != nil || info.State != Running {
@@ -159,13 +161,15 @@ func TestJobEndsWhateverItLeavesBehind(t *testing.T) {
 // its end is then unknown: interrupted.
 func TestJobSupervisorKilled(t *testing.T) {
 	d := newDir(t)
-	if err := d.Start(Spec{Key: "k-1", Argv: []string{"/bin/sleep", "0.5"}, Env: env}); err != nil {
+	// A long command, ended by the test once it has been seen orphaned: a
+	// short one could end first on a loaded machine.
+	if err := d.Start(Spec{Key: "k-1", Argv: []string{"/bin/sleep", "60"}, Env: env}); err != nil {
 		t.Fatal(err)
 	}
 	info := waitPid(t, d, "k-1")
 	sup := sessionOf(t, info.Pid) // the supervisor leads the job's session
 	syscall.Kill(sup, syscall.SIGKILL)
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 4000; i++ {
 		if info, _ = d.Look("k-1"); info.State != Running {
 			break
 		}
@@ -177,6 +181,7 @@ func TestJobSupervisorKilled(t *testing.T) {
 	if _, ok, _ := d.Busy(); !ok {
 		t.Error("Busy does not see the orphaned command")
 	}
+	syscall.Kill(info.Pid, syscall.SIGKILL)
 	_, _, err := follow(t, d, "k-1", FollowOptions{})
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Follow: %v, want interrupted", err)
@@ -195,6 +200,10 @@ func TestJobTimeout(t *testing.T) {
 			if err := d.Start(Spec{Key: "t-1", Argv: []string{"/bin/sh", "-c", tc.script}, Env: env}); err != nil {
 				t.Fatal(err)
 			}
+			// The 300 ms count from the job's start: on a loaded machine
+			// they can pass before sh has set its trap. Signals are sent
+			// once the script has said it has begun.
+			waitLog(t, d, "t-1", "begun")
 			start := time.Now()
 			res, _, err := follow(t, d, "t-1", FollowOptions{Timeout: 300 * time.Millisecond, Grace: 300 * time.Millisecond})
 			if err != nil || !res.TimedOut || res.Status.Signal != tc.signal {
@@ -269,6 +278,17 @@ func waitPid(t *testing.T, d Dir, key string) Info {
 	}
 	t.Fatal("the job's command was never recorded")
 	return Info{}
+}
+
+// waitLog waits until the job's log holds text.
+func waitLog(t *testing.T, d Dir, key, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if b, _ := os.ReadFile(d.Log(key)); strings.Contains(string(b), text) {
+			return
+		}
+	}
+	t.Fatalf("the job's log never said %q", text)
 }
 
 func sessionOf(t *testing.T, pid int) int {
