@@ -34,7 +34,7 @@ func TestOpenWhileCommitting(t *testing.T) {
 	go func() {
 		n := 0
 		defer func() { commits <- n }()
-		for ; !stop.Load(); n, _ = n+1, done.Add(1) {
+		for ; !stop.Load(); n++ {
 			u := newUpdate("r1", orchestrator.StateRunning, ids...)
 			i := n % len(ids)
 			u.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: i, StepID: ids[i], Status: orchestrator.StepStarted, Attempts: n}}
@@ -43,6 +43,7 @@ func TestOpenWhileCommitting(t *testing.T) {
 				t.Errorf("commit %d: %v", n, err)
 				return
 			}
+			done.Add(1)
 		}
 	}()
 	var opens, locked int

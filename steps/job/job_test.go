@@ -125,7 +125,7 @@ func TestJobOutlivesItsStarter(t *testing.T) {
 		t.Fatalf("starter: %q", buf[:n])
 	}
 	// The command sleeps 3 s: long enough to be seen running after the
-	// starter's death on a loaded machine (0.5 s once was not).
+	// starter's death on a loaded machine (0.5 s could end first).
 	syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // the starter and its session
 	c.Wait()
 	if info, err := d.Look("run-b-1"); err != nil || info.State != Running {
@@ -167,6 +167,8 @@ func TestJobSupervisorKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := waitPid(t, d, "k-1")
+	pid := info.Pid // waitPid returns only a recorded one (> 0)
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	sup := sessionOf(t, info.Pid) // the supervisor leads the job's session
 	syscall.Kill(sup, syscall.SIGKILL)
 	for i := 0; i < 4000; i++ {
@@ -181,7 +183,7 @@ func TestJobSupervisorKilled(t *testing.T) {
 	if _, ok, _ := d.Busy(); !ok {
 		t.Error("Busy does not see the orphaned command")
 	}
-	syscall.Kill(info.Pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
 	_, _, err := follow(t, d, "k-1", FollowOptions{})
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("Follow: %v, want interrupted", err)
