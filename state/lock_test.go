@@ -29,12 +29,11 @@ func TestOpenWhileCommitting(t *testing.T) {
 		length = 20 * time.Second
 	}
 	var stop atomic.Bool
-	var done atomic.Int64 // commits so far
-	commits := make(chan int, 1)
+	var done atomic.Int64 // commits made so far
+	ended := make(chan struct{})
 	go func() {
-		n := 0
-		defer func() { commits <- n }()
-		for ; !stop.Load(); n++ {
+		defer close(ended)
+		for n := 0; !stop.Load(); n++ {
 			u := newUpdate("r1", orchestrator.StateRunning, ids...)
 			i := n % len(ids)
 			u.Steps = []orchestrator.StepRecord{{RunID: "r1", Index: i, StepID: ids[i], Status: orchestrator.StepStarted, Attempts: n}}
@@ -60,12 +59,13 @@ func TestOpenWhileCommitting(t *testing.T) {
 			locked++
 		default:
 			stop.Store(true)
-			<-commits
+			<-ended
 			t.Fatalf("open %d while another handle commits: %v, want ErrLocked", opens, err)
 		}
 	}
 	stop.Store(true)
-	n := <-commits
+	<-ended
+	n := done.Load()
 	fmt.Printf("concurrent open: %d opens during %d commits (%v), %d told the state is in use, 0 told it is damaged\n", opens, n, length, locked)
 	if n < 10 || opens < 10 {
 		t.Errorf("too little overlap to tell: %d opens during %d commits", opens, n)
